@@ -1,0 +1,42 @@
+"""The ``mvlt`` command line: one entry point, one sub-command per job.
+
+Each sub-command is registered by the package that implements it (``register(subparsers)``), so
+this file only lists them; the work lives next to the code it drives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, what it adds); each module exposes ``register(subparsers)``.
+COMMAND_MODULES = (
+    "mvlt.train.cli",  # pretrain, finetune
+    "mvlt.eval.cli",  # evaluate
+    "mvlt.data.cli",  # tokenizer
+    "mvlt.demo",  # demo
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mvlt", description="Masked Vision-Language Transformer for fashion e-commerce."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""``MVLTConfig``: every architectural choice of an MVLT model, saved as ``config.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+DECODERS = ("unet", "aggregation")
+COMPAT_MODES = ("mvlt", "official")
+
+
+@dataclass
+class MVLTConfig:
+    """Architecture of an MVLT model. Defaults are ``mvlt_tiny``, the paper's Table 1.
+
+    ``compat="official"`` reproduces the parameter layout of the authors' released checkpoints:
+    BERT-style text input (512 positions and a token-type embedding), visual position embeddings
+    stored on the 224-px grid (stage 4 with an extra slot that is dropped) and the extra output
+    bias of the released classification heads. ``create_model(..., compat="official")`` also
+    switches to the released aggregation decoder and turns the padding mask off.
+    """
+
+    # Image side.
+    image_size: int = 256
+    """Size the visual position embeddings are learned at; any size divisible by 32 runs."""
+    patch_size: int = 4
+    """Stage-1 patch (conv kernel = stride); later stages down-sample by 2."""
+    embed_dims: tuple[int, ...] = (64, 128, 320, 512)
+    depths: tuple[int, ...] = (2, 2, 2, 2)
+    num_heads: tuple[int, ...] = (1, 2, 5, 8)
+    mlp_ratios: tuple[float, ...] = (8.0, 8.0, 4.0, 4.0)
+    sr_ratios: tuple[int, ...] = (8, 4, 2, 1)
+    # Text side.
+    vocab_size: int = 30522
+    max_text_len: int = 128
+    word_embed_dim: int = 768
+    """Width of the word embedding, and of the ITM/MLM/recognition head hidden layers (tied MLM)."""
+    pad_token_id: int = 0
+    # Regularisation.
+    text_dropout: float = 0.1
+    drop_path_rate: float = 0.1
+    norm_eps: float = 1e-6
+    """LayerNorm epsilon inside the transformer blocks (the released code's value)."""
+    # Behaviour.
+    mask_padding: bool = True
+    """Apply the text padding mask as a key mask. False reproduces the released code."""
+    decoder: str = "unet"
+    """MIR decoder: ``unet`` (the paper's 4-level U-Net to full resolution) or ``aggregation``
+    (the released 3-level decoder at 1/8 resolution, upsampled x8)."""
+    decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
+    """U-Net widths at 1/16, 1/8, 1/4, 1/2 and full resolution (``aggregation`` uses the released 64)."""
+    num_categories: int = 0
+    """Classes of the main-category recognition head (0 = no head)."""
+    num_subcategories: int = 0
+    """Classes of the sub-category recognition head (0 = no head)."""
+    grad_checkpointing: bool = False
+    """Recompute each stage's blocks in the backward pass (less memory, ~30 % more compute)."""
+    compat: str = "mvlt"
+
+    def __post_init__(self) -> None:
+        for name in ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios", "decoder_channels"):
+            setattr(self, name, tuple(getattr(self, name)))
+        n = len(self.embed_dims)
+        for name in ("depths", "num_heads", "mlp_ratios", "sr_ratios"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"MVLTConfig.{name} needs one value per stage ({n}), got {getattr(self, name)}"
+                )
+        for dim, heads in zip(self.embed_dims, self.num_heads):
+            if dim % heads:
+                raise ValueError(f"MVLTConfig: stage width {dim} is not divisible by its {heads} heads")
+        if self.image_size % self.stride:
+            raise ValueError(f"MVLTConfig.image_size={self.image_size} must be divisible by {self.stride}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"MVLTConfig.decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.compat not in COMPAT_MODES:
+            raise ValueError(f"MVLTConfig.compat must be one of {COMPAT_MODES}, got {self.compat!r}")
+        if self.decoder == "unet" and len(self.decoder_channels) != n + 1:
+            raise ValueError(f"MVLTConfig.decoder_channels needs {n + 1} widths for the U-Net")
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.embed_dims)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Down-sampling factor R_k of each stage (4, 8, 16, 32 by default)."""
+        return tuple(self.patch_size * 2**k for k in range(self.num_stages))
+
+    @property
+    def stride(self) -> int:
+        """Image sizes must be divisible by this: the last stage's stride times its SR ratio."""
+        return max(r * s for r, s in zip(self.strides, self.sr_ratios))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MVLTConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown MVLTConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> MVLTConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the pre-training (and recognition) objectives; 0 switches an objective off.
+
+    Defaults are the paper's eq. (8): ``10 * MIR + 1 * ITM + 1 * MLM``; the recognition losses
+    (used when fine-tuning, and only when labels are given) weigh 1 each as in the released code.
+    """
+
+    mir: float = 10.0
+    itm: float = 1.0
+    mlm: float = 1.0
+    category: float = 1.0
+    subcategory: float = 1.0
+
+    def as_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+OBJECTIVES = tuple(f.name for f in dataclasses.fields(LossWeights))

@@ -1,0 +1,113 @@
+"""Checkpoint directories: ``model.safetensors`` + ``config.json`` (+ tokenizer, label maps).
+
+Loading never unpickles. A checkpoint that does not fit the model it describes fails with the
+names of the missing, unexpected and mis-shaped tensors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..fileio import atomic_write, atomic_write_text
+from .config import MVLTConfig
+from .mvlt import MVLT
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+LABELS_NAME = "labels.json"
+TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint's tensors do not match the model they are loaded into."""
+
+
+def describe_mismatch(
+    expected: Mapping[str, torch.Size], found: Mapping[str, torch.Size], limit: int = 12
+) -> str | None:
+    """One message naming missing, unexpected and mis-shaped tensors, or None if they match."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    misshaped = [
+        f"{k} (checkpoint {tuple(found[k])}, model {tuple(expected[k])})"
+        for k in sorted(set(expected) & set(found))
+        if tuple(found[k]) != tuple(expected[k])
+    ]
+    parts = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if names:
+            shown = ", ".join(names[:limit]) + (
+                f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+            )
+            parts.append(f"{len(names)} {label}: {shown}")
+    return "; ".join(parts) or None
+
+
+def load_state_checked(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that names every offending tensor."""
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    problem = describe_mismatch(expected, {k: v.shape for k, v in state.items()})
+    if problem:
+        raise CheckpointError(f"{source} does not match the model: {problem}")
+    model.load_state_dict(state, strict=True)
+
+
+def save_pretrained(model: MVLT, directory: str | Path) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    payload = {"architecture": "mvlt", "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(payload, indent=2) + "\n")
+    if model.tokenizer is not None:
+        model.tokenizer.save(directory)
+    if model.label_maps is not None:
+        model.label_maps.save(directory / LABELS_NAME)
+    return directory
+
+
+def read_config(directory: str | Path) -> MVLTConfig:
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"not an MVLT checkpoint: {path} is missing")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    if payload.get("architecture") != "mvlt" or "config" not in payload:
+        raise CheckpointError(f"{path} is not an MVLT config (no 'architecture': 'mvlt' / 'config')")
+    return MVLTConfig.from_dict(payload["config"])
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is truncated or not a safetensors file: {err}") from err
+
+
+def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> MVLT:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint directory not found: {directory}")
+    model = MVLT(read_config(directory))
+    load_state_checked(model, read_weights(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
+    if (directory / TOKENIZER_CONFIG_NAME).is_file():
+        from ..data.tokenizer import Tokenizer
+
+        model.tokenizer = Tokenizer.load(directory)
+    if (directory / LABELS_NAME).is_file():
+        from ..data.labels import LabelMaps
+
+        model.label_maps = LabelMaps.load(directory / LABELS_NAME)
+    return model.to(map_location)

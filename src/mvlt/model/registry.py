@@ -1,0 +1,84 @@
+"""Model variants registered by name, one function each, and the ``create_model`` factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .config import MVLTConfig
+from .mvlt import MVLT
+
+_VARIANTS: dict[str, Callable[..., MVLTConfig]] = {}
+
+
+def register_model(fn: Callable[..., MVLTConfig]) -> Callable[..., MVLTConfig]:
+    """Register a variant: a function that returns its ``MVLTConfig`` given overrides."""
+    _VARIANTS[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    return sorted(_VARIANTS)
+
+
+def get_config(name: str, **overrides: Any) -> MVLTConfig:
+    """The configuration of variant ``name`` with ``overrides`` applied.
+
+    ``compat="official"`` also selects the released aggregation decoder and turns the padding
+    mask off, unless ``decoder`` / ``mask_padding`` are given explicitly.
+    """
+    if name not in _VARIANTS:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    if overrides.get("compat") == "official":
+        overrides = {"decoder": "aggregation", "mask_padding": False, **overrides}
+    return _VARIANTS[name](**overrides)
+
+
+def create_model(name: str, **overrides: Any) -> MVLT:
+    """Build a randomly initialised MVLT variant, e.g. ``create_model("mvlt_tiny", image_size=128)``."""
+    return MVLT(get_config(name, **overrides))
+
+
+def _pvt(depths: tuple[int, ...], overrides: dict[str, Any]) -> MVLTConfig:
+    """The PVT-v1 family: Table 1's widths, heads, MLP and SR ratios with the given depths."""
+    return MVLTConfig(**{"depths": depths, **overrides})
+
+
+@register_model
+def mvlt_tiny(**overrides: Any) -> MVLTConfig:
+    """The paper's model (Table 1): PVT-v1-Tiny depths (2, 2, 2, 2), 40.0 M parameters."""
+    return _pvt((2, 2, 2, 2), overrides)
+
+
+@register_model
+def mvlt_small(**overrides: Any) -> MVLTConfig:
+    """PVT-v1-Small depths (3, 4, 6, 3)."""
+    return _pvt((3, 4, 6, 3), overrides)
+
+
+@register_model
+def mvlt_medium(**overrides: Any) -> MVLTConfig:
+    """PVT-v1-Medium depths (3, 4, 18, 3)."""
+    return _pvt((3, 4, 18, 3), overrides)
+
+
+@register_model
+def mvlt_large(**overrides: Any) -> MVLTConfig:
+    """PVT-v1-Large depths (3, 8, 27, 3)."""
+    return _pvt((3, 8, 27, 3), overrides)
+
+
+@register_model
+def mvlt_nano(**overrides: Any) -> MVLTConfig:
+    """A small model for CPU tests and the demo: same structure, narrow and one block per stage."""
+    defaults: dict[str, Any] = {
+        "image_size": 128,
+        "embed_dims": (32, 64, 96, 128),
+        "depths": (1, 1, 1, 1),
+        "num_heads": (1, 2, 2, 4),
+        "mlp_ratios": (4.0, 4.0, 4.0, 4.0),
+        "word_embed_dim": 128,
+        "decoder_channels": (64, 32, 16, 16, 8),
+        "drop_path_rate": 0.0,
+    }
+    return MVLTConfig(**{**defaults, **overrides})

@@ -1,0 +1,201 @@
+"""The MVLT model: shapes, variants, gradients, padding, the ITM-only path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mvlt
+from mvlt.model.mvlt import IGNORE_INDEX
+
+
+def make_batch(batch: int = 2, size: int = 64, length: int = 10, vocab: int = 30522, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, vocab, (batch, length), generator=g)
+    ids[:, 0], ids[:, -1] = 101, 102
+    images = torch.rand(batch, 3, size, size, generator=g)
+    mlm = torch.full_like(ids, IGNORE_INDEX)
+    mlm[:, 2] = ids[:, 2]
+    return {
+        "images": images,
+        "masked_images": images.masked_fill(torch.rand(batch, 1, size, size, generator=g) < 0.5, 1e-6),
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "mlm_labels": mlm,
+        "itm_labels": torch.arange(batch) % 2,
+        "category_labels": torch.arange(batch) % 3,
+        "subcategory_labels": torch.arange(batch) % 4,
+    }
+
+
+@pytest.fixture(scope="module")
+def nano() -> mvlt.MVLT:
+    torch.manual_seed(0)
+    return mvlt.create_model("mvlt_nano", num_categories=3, num_subcategories=4).eval()
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_encoder_and_decoder_shapes(nano: mvlt.MVLT, size: int) -> None:
+    batch = make_batch(2, size, 9)
+    with torch.no_grad():
+        out = nano.forward_encoder(batch["images"], batch["input_ids"], batch["attention_mask"])
+        recon = nano.forward_decoder(out.visual)
+    dims = nano.config.embed_dims
+    assert [tuple(t.shape) for t in out.text] == [(2, 9, d) for d in dims]
+    assert [tuple(v.shape) for v in out.visual] == [
+        (2, d, size // r, size // r) for d, r in zip(dims, (4, 8, 16, 32))
+    ]
+    assert recon.shape == (2, 3, size, size)
+
+
+def test_unimodal_inputs(nano: mvlt.MVLT) -> None:
+    batch = make_batch(2, 64, 7)
+    with torch.no_grad():
+        text_only = nano.forward_encoder(None, batch["input_ids"], batch["attention_mask"])
+        image_only = nano.forward_encoder(batch["images"], None)
+    assert text_only.visual is None and len(text_only.text) == 4
+    assert image_only.text is None and len(image_only.visual) == 4
+    assert text_only.text[-1].shape == (2, 7, nano.config.embed_dims[-1])
+    with pytest.raises(ValueError, match="needs images, input_ids or both"):
+        nano.forward_encoder(None, None)
+
+
+def test_image_size_must_be_divisible_by_32(nano: mvlt.MVLT) -> None:
+    with pytest.raises(ValueError, match="not divisible by 32"):
+        nano.forward_encoder(torch.rand(1, 3, 80, 80), None)
+
+
+@pytest.mark.parametrize("name", mvlt.list_models())
+def test_every_variant_runs_forward_and_backward(name: str) -> None:
+    torch.manual_seed(0)
+    model = mvlt.create_model(name, image_size=64, vocab_size=2000)
+    losses = model.forward_loss(make_batch(1, 64, 6, vocab=2000))
+    assert set(losses) == {"mir", "itm", "mlm", "total"}
+    losses["total"].backward()
+    assert torch.isfinite(losses["total"])
+    assert model.stages[0].patch_embed.proj.weight.grad is not None
+
+
+def test_total_reaches_every_trainable_parameter() -> None:
+    torch.manual_seed(0)
+    model = mvlt.create_model("mvlt_nano", num_categories=3, num_subcategories=4, vocab_size=3000)
+    model.train()
+    losses = model.forward_loss(make_batch(4, 64, 8, vocab=3000))
+    assert set(losses) == {"mir", "itm", "mlm", "category", "subcategory", "total"}
+    losses["total"].backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert dead == []
+
+
+def test_total_uses_the_papers_weights(nano: mvlt.MVLT) -> None:
+    with torch.no_grad():
+        losses = nano.forward_loss(make_batch())
+    expected = 10 * losses["mir"] + losses["itm"] + losses["mlm"] + losses["category"] + losses["subcategory"]
+    torch.testing.assert_close(losses["total"], expected)
+
+
+def test_objectives_can_be_switched_off(nano: mvlt.MVLT) -> None:
+    with torch.no_grad():
+        only_itm = nano.forward_loss(make_batch(), mvlt.LossWeights(mir=0, mlm=0, category=0, subcategory=0))
+        itm_mir = nano.forward_loss(make_batch(), mvlt.LossWeights(mlm=0, category=0, subcategory=0))
+    assert set(only_itm) == {"itm", "total"}
+    torch.testing.assert_close(only_itm["total"], only_itm["itm"])
+    assert set(itm_mir) == {"itm", "mir", "total"}
+
+
+def test_clean_or_masked_encoder_input(nano: mvlt.MVLT) -> None:
+    batch = make_batch()
+    with torch.no_grad():
+        masked = nano.forward_loss(batch, use_masked_images=True)
+        clean = nano.forward_loss(batch, use_masked_images=False)
+    assert not torch.allclose(masked["itm"], clean["itm"])
+
+
+def test_recognition_loss_ignores_unknown_labels(nano: mvlt.MVLT) -> None:
+    batch = make_batch()
+    batch["category_labels"] = torch.full((2,), IGNORE_INDEX)
+    with torch.no_grad():
+        losses = nano.forward_loss(batch)
+    assert losses["category"].item() == 0.0 and torch.isfinite(losses["total"])
+
+
+def _outputs(model: mvlt.MVLT, ids: torch.Tensor, mask: torch.Tensor, images: torch.Tensor) -> list:
+    """Every output at the 8 real text positions, flattened into one list of tensors."""
+    with torch.no_grad():
+        out = model.forward_encoder(images, ids, mask)
+        text = [t[:, :8] for t in out.text]
+        heads = [model.itm_logits(out), model.mlm_logits(text[-1]), model.forward_decoder(out.visual)]
+        return [*text, *out.visual, *heads]
+
+
+@pytest.mark.parametrize("mask_padding", [True, False])
+def test_appending_padding_changes_nothing_when_masked(mask_padding: bool) -> None:
+    torch.manual_seed(0)
+    model = mvlt.create_model("mvlt_nano", mask_padding=mask_padding).eval()
+    batch = make_batch(2, 64, 8)
+    ids, images = batch["input_ids"], batch["images"]
+    padded = torch.cat((ids, torch.zeros(2, 5, dtype=ids.dtype)), dim=1)
+    mask = torch.cat((torch.ones(2, 8), torch.zeros(2, 5)), dim=1).long()
+    short = _outputs(model, ids, torch.ones(2, 8, dtype=torch.long), images)
+    long = _outputs(model, padded, mask, images)
+    same = all(torch.allclose(a, b, atol=1e-5) for a, b in zip(short, long))
+    assert same is mask_padding  # without the mask, [PAD] tokens leak into every output
+
+
+def test_match_probability_is_the_itm_path_only(nano: mvlt.MVLT) -> None:
+    batch = make_batch(3, 64, 9)
+    args = (batch["images"], batch["input_ids"], batch["attention_mask"])
+    with torch.no_grad():
+        out = nano.forward_encoder(*args)
+        full = nano.itm_logits(out).softmax(-1)[:, 1]
+        nano.forward_decoder(out.visual), nano.mlm_logits(out.text[-1])
+
+        def forbid(*_):
+            raise AssertionError("match_probability ran a head it does not need")
+
+        hooks = [m.register_forward_hook(forbid) for m in (nano.decoder, nano.mlm_head, nano.category_head)]
+        try:
+            prob = nano.match_probability(*args)
+        finally:
+            for h in hooks:
+                h.remove()
+    assert prob.shape == (3,)
+    torch.testing.assert_close(prob, full)
+
+
+def test_classify_returns_both_heads(nano: mvlt.MVLT) -> None:
+    batch = make_batch(2, 64, 6)
+    with torch.no_grad():
+        logits = nano.classify(batch["images"], batch["input_ids"], batch["attention_mask"])
+    assert logits.category.shape == (2, 3) and logits.subcategory.shape == (2, 4)
+    with pytest.raises(ValueError, match="no recognition heads"):
+        mvlt.create_model("mvlt_nano").classify(batch["images"], batch["input_ids"])
+
+
+def test_gradient_checkpointing_matches_plain_backward() -> None:
+    batch = make_batch(2, 64, 8, vocab=2000)
+    grads = []
+    for enabled in (False, True):
+        torch.manual_seed(0)
+        model = mvlt.create_model("mvlt_nano", vocab_size=2000, text_dropout=0.0, grad_checkpointing=enabled)
+        model.forward_loss(batch)["total"].backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_released_parameter_count() -> None:
+    model = mvlt.create_model("mvlt_tiny", compat="official", vocab_size=30522)
+    assert model.num_parameters() == 40_025_089
+    assert model.config.decoder == "aggregation" and model.config.mask_padding is False
+
+
+def test_unknown_variant_lists_the_registered_ones() -> None:
+    with pytest.raises(ValueError, match="mvlt_tiny"):
+        mvlt.create_model("mvlt_huge")
+
+
+def test_no_weight_decay_names_biases_norms_and_positions(nano: mvlt.MVLT) -> None:
+    names = nano.no_weight_decay()
+    assert "stages.0.pos_embed" in names and "stages.0.text_pos_embed" in names
+    assert "text_embed.position_embeddings.weight" in names and "stages.0.blocks.0.norm1.weight" in names
+    assert "stages.0.blocks.0.attn.q.weight" not in names
