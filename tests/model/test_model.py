@@ -163,6 +163,20 @@ def test_match_probability_is_the_itm_path_only(nano: mvlt.MVLT) -> None:
     torch.testing.assert_close(prob, full)
 
 
+@pytest.mark.parametrize("mask_padding", [True, False])
+@pytest.mark.parametrize("with_images", [True, False])
+def test_cls_only_path_equals_the_full_encoder(mask_padding: bool, with_images: bool) -> None:
+    torch.manual_seed(0)
+    model = mvlt.create_model("mvlt_nano", mask_padding=mask_padding).eval()
+    batch = make_batch(3, 64, 9)
+    batch["attention_mask"][1, 6:] = 0
+    images = batch["images"] if with_images else None
+    with torch.no_grad():
+        full = model.forward_encoder(images, batch["input_ids"], batch["attention_mask"]).cls
+        cls = model.forward_cls(images, batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(cls, full, rtol=1e-5, atol=1e-5)
+
+
 def test_classify_returns_both_heads(nano: mvlt.MVLT) -> None:
     batch = make_batch(2, 64, 6)
     with torch.no_grad():

@@ -124,6 +124,18 @@ class Stage(nn.Module):
         visual = torch.ones(batch, num_visual, dtype=torch.bool, device=device)
         return torch.cat((visual, text_mask.to(torch.bool)), dim=1)[:, None, None, :]
 
+    def embed(
+        self, visual: torch.Tensor | None, text: torch.Tensor | None
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The stage's input sequence ``[visual + pos ; text + text_pos]`` and its visual map size."""
+        parts, hw = [], (0, 0)
+        if visual is not None:
+            tokens, hw = self.patch_embed(visual)
+            parts.append(tokens + self.visual_pos_embed(hw))
+        if text is not None:
+            parts.append(self.text_proj(text) + self.text_pos_embed[:, : text.shape[1]])
+        return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)), hw
+
     def run_blocks(self, x: torch.Tensor, hw: tuple[int, int], key_mask: torch.Tensor | None) -> torch.Tensor:
         for block in self.blocks:
             x = block(x, hw, key_mask)
@@ -136,17 +148,8 @@ class Stage(nn.Module):
         text_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``visual``: ``B x C x H x W``, ``text``: ``B x L x C'`` (either may be None); mask ``B x L``."""
-        parts, hw, num_text = [], (0, 0), 0
-        if visual is not None:
-            tokens, hw = self.patch_embed(visual)
-            parts.append(tokens + self.visual_pos_embed(hw))
-        if text is not None:
-            num_text = text.shape[1]
-            parts.append(self.text_proj(text) + self.text_pos_embed[:, :num_text])
-        else:
-            text_mask = None
-        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        key_mask = self.key_mask(text_mask, hw, x.shape[0], x.device)
+        x, hw = self.embed(visual, text)
+        key_mask = self.key_mask(text_mask if text is not None else None, hw, x.shape[0], x.device)
         if self.grad_checkpointing and self.training and torch.is_grad_enabled():
             x = checkpoint(self.run_blocks, x, hw, key_mask, use_reentrant=False)
         else:
@@ -157,3 +160,17 @@ class Stage(nn.Module):
             visual_out = x[:, :num_visual].transpose(1, 2).reshape(x.shape[0], -1, *hw)
         text_out = x[:, num_visual:] if text is not None else None
         return visual_out, text_out
+
+    def forward_cls(
+        self, visual: torch.Tensor | None, text: torch.Tensor, text_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Only the [CLS] output (``B x D``): the last block computes the [CLS] query alone.
+
+        For heads that read nothing but [CLS] (ITM, recognition); equal to ``forward(...)[1][:, 0]``
+        up to floating-point rounding, without the other tokens' queries and MLPs in the last block.
+        """
+        x, hw = self.embed(visual, text)
+        key_mask = self.key_mask(text_mask, hw, x.shape[0], x.device)
+        for block in self.blocks[:-1]:
+            x = block(x, hw, key_mask)
+        return self.blocks[-1](x, hw, key_mask, query_index=hw[0] * hw[1])[:, 0]

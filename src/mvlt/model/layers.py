@@ -84,11 +84,20 @@ class SpatialReductionAttention(nn.Module):
         return torch.cat((visual, x[:, num_visual:]), dim=1)
 
     def forward(
-        self, x: torch.Tensor, hw: tuple[int, int], key_mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        hw: tuple[int, int],
+        key_mask: torch.Tensor | None = None,
+        queries: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``x``: ``B x N x C``; ``key_mask``: ``B x 1 x 1 x M`` bool over the reduced keys (True = keep)."""
-        b, n, c = x.shape
-        q = self.q(x).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+        """``x``: ``B x N x C``; ``key_mask``: ``B x 1 x 1 x M`` bool over the reduced keys (True = keep).
+
+        ``queries`` (``B x n x C``, default ``x``) attend to the keys/values of ``x``: passing only
+        the [CLS] row computes that row's output alone, for heads that read nothing else.
+        """
+        queries = x if queries is None else queries
+        b, n, c = queries.shape
+        q = self.q(queries).view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
         kv = self.kv(self.reduce(x, hw)).view(b, -1, 2, self.num_heads, self.head_dim)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
@@ -121,7 +130,18 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(
-        self, x: torch.Tensor, hw: tuple[int, int], key_mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        hw: tuple[int, int],
+        key_mask: torch.Tensor | None = None,
+        query_index: int | None = None,
     ) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw, key_mask))
+        """With ``query_index``, return only that token's output (``B x 1 x C``), computed exactly
+        as in the full block but without the other tokens' queries and MLPs."""
+        normed = self.norm1(x)
+        if query_index is None:
+            x = x + self.drop_path(self.attn(normed, hw, key_mask))
+        else:
+            rows = slice(query_index, query_index + 1)
+            x = x[:, rows] + self.drop_path(self.attn(normed, hw, key_mask, queries=normed[:, rows]))
         return x + self.drop_path(self.mlp(self.norm2(x)))
