@@ -1,0 +1,227 @@
+"""``mvlt pretrain`` and ``mvlt finetune``: a config file plus flags, run by the training engine.
+
+Precedence: the sub-command's defaults < ``--config FILE`` < flags (``--set KEY=VALUE`` reaches
+any config key, dotted keys reach into mappings, e.g. ``--set model_overrides.text_dropout=0``).
+With ``--resume`` the run's saved ``<out>/config.yaml`` is the base instead of the defaults.
+
+Runs the same alone or under ``torchrun --nproc_per_node N -m mvlt.cli pretrain ...``.
+``python -m mvlt.train.cli`` offers just these two commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import (
+    DEVICES,
+    INPUT_SCHEDULES,
+    PRECISIONS,
+    ConfigError,
+    TrainConfig,
+    apply_overrides,
+    load_config,
+    read_config_file,
+)
+
+EXIT_INTERRUPTED = {"SIGTERM": 143, "SIGINT": 130}
+SAFE_TO_CHANGE_ON_RESUME = {"out", "threads", "workers", "log_every", "checkpoint_every", "keep_checkpoints",
+                            "progress", "tensorboard", "device"}  # fmt: skip
+"""Keys that may differ from the saved run without changing what one step computes."""
+
+FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
+    ("--model", "model", str, "NAME", "model variant (mvlt.list_models()); pre-training only"),
+    ("--data", "data", str, "PATH", "'synthetic', a manifest (CSV/JSONL or its folder) or a Fashion-Gen .h5"),
+    ("--split", "split", str, "NAME", "training split (default train; 'all' for every row)"),
+    ("--image-size", "image_size", int, "N", "training image side in px (multiple of 32)"),
+    ("--batch-size", "batch_size", int, "N", "global batch per optimizer step, over all processes"),
+    ("--accumulation", "accumulation", int, "N", "micro-batches per optimizer step"),
+    ("--steps", "steps", int, "N", "optimizer steps (wins over --epochs)"),
+    ("--epochs", "epochs", float, "N", "passes over the training split (default 1)"),
+    ("--lr", "lr", float, "X", "peak learning rate (default: 2.5e-4 x batch / 512, released code)"),
+    ("--base-lr", "base_lr", float, "X", "lr per 512 samples when --lr is not given"),
+    ("--min-lr", "min_lr", float, "X", "floor of the cosine decay"),
+    ("--warmup-steps", "warmup_steps", int, "N", "linear warm-up steps"),
+    ("--warmup-ratio", "warmup_ratio", float, "X", "warm-up as a fraction of the run"),
+    ("--weight-decay", "weight_decay", float, "X", "AdamW weight decay (not on biases/norms/positions)"),
+    ("--clip-grad-norm", "clip_grad_norm", float, "X", "clip the gradient norm to this"),
+    ("--precision", "precision", str, "P", f"one of {', '.join(PRECISIONS)} (default auto)"),
+    ("--device", "device", str, "D", f"one of {', '.join(DEVICES)}"),
+    ("--input-schedule", "input_schedule", str, "S", f"one of {', '.join(INPUT_SCHEDULES)}"),
+    ("--objectives", "objectives", str, "LIST", "comma-separated subset of mir,itm,mlm,category,subcategory"),
+    ("--loss-weights", "loss_weights", str, "K=W,...", "e.g. mir=10,itm=1,mlm=1"),
+    ("--mask-strategy", "mask_strategy", str, "S", "random_grid, grid, stroke or center"),
+    ("--mask-ratio", "mask_ratio", float, "X", "fraction of the image masked for MIR"),
+    ("--mask-unit", "mask_unit", int, "PX", "mask unit in px"),
+    ("--mlm-prob", "mlm_prob", float, "X", "fraction of word-pieces selected for MLM"),
+    ("--itm-negative-prob", "itm_negative_prob", float, "X", "probability of a mismatched text"),
+    ("--itm-negatives", "itm_negatives", str, "S", "random or hard (same sub-category)"),
+    ("--tokenizer", "tokenizer", str, "PATH", "a vocab.txt, a saved tokenizer folder, or 'train'"),
+    ("--vocab-size", "vocab_size", int, "N", "vocabulary size for --tokenizer train"),
+    ("--max-text-len", "max_text_len", int, "N", "tokens per text including [CLS]/[SEP]"),
+    ("--init", "init", str, "CHECKPOINT", "checkpoint to start from (finetune: the pre-trained model)"),
+    ("--out", "out", str, "DIR", "output directory (a loadable model; checkpoints/ and logs inside)"),
+    ("--seed", "seed", int, "N", "random seed"),
+    ("--threads", "threads", int, "N", "torch.set_num_threads per process"),
+    ("--workers", "workers", int, "N", "DataLoader worker processes"),
+    ("--checkpoint-every", "checkpoint_every", int, "N", "save a resumable checkpoint every N steps"),
+    ("--keep-checkpoints", "keep_checkpoints", int, "K", "keep the newest K checkpoints"),
+    ("--log-every", "log_every", int, "N", "write metrics every N steps"),
+)
+"""(flag, config key, type, metavar, help); every flag defaults to "not given", so only the
+flags a user types override the config file."""
+
+DESCRIPTION = """Settings: the defaults < --config FILE < flags; --set KEY=VALUE reaches any config key,
+dotted keys reach into mappings (--set model_overrides.text_dropout=0). With --resume the run's
+saved OUT/config.yaml replaces the defaults. Runs alone or under torchrun."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``pretrain`` and ``finetune`` to the ``mvlt`` command line."""
+    for task, text in (
+        ("pretrain", "pre-train MVLT (MIR + ITM + MLM) on a catalogue"),
+        ("finetune", "fine-tune the recognition heads (and encoder) from a pre-trained checkpoint"),
+    ):
+        parser = subparsers.add_parser(
+            task,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}.\n\n{DESCRIPTION}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_flags(parser, task)
+        parser.set_defaults(run=run_pretrain if task == "pretrain" else run_finetune)
+
+
+def _add_flags(parser: argparse.ArgumentParser, task: str) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help="YAML or JSON file of config keys")
+    for flag, key, kind, metavar, text in FLAGS:
+        parser.add_argument(flag, dest=key, type=kind, default=None, metavar=metavar, help=text)
+    if task == "finetune":
+        parser.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_const", const=True,
+                            default=None, help="train only the recognition heads")  # fmt: skip
+    for key, text in (("progress", "progress bar"), ("tensorboard", "TensorBoard logs")):
+        parser.add_argument(
+            f"--{key}", dest=key, action=argparse.BooleanOptionalAction, default=None, help=text
+        )
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="set any config key (YAML value); repeatable")  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="delete an earlier run's checkpoints in --out"
+    )
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    return _run(args, "pretrain")
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    return _run(args, "finetune")
+
+
+def _run(args: argparse.Namespace, task: str) -> int:
+    from .engine import NonFiniteLossError, RunExistsError, train
+
+    try:
+        config = resolve_config(args, task)
+        result = train(config, resume=args.resume, overwrite=args.overwrite)
+    except (ConfigError, RunExistsError) as err:
+        return _fail(task, err, 2)
+    except (NonFiniteLossError, FileNotFoundError, ValueError) as err:
+        return _fail(task, err, 1)
+    return EXIT_INTERRUPTED.get(result.interrupted or "", 0)
+
+
+def _fail(task: str, err: Exception, code: int) -> int:
+    rank = os.environ.get("RANK")
+    prefix = f"[rank {rank}] " if rank not in (None, "0") else ""
+    print(f"{prefix}mvlt {task}: error: {err}", file=sys.stderr)
+    return code
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config keys given on the command line (flags and ``--set``), parsed to config types."""
+    overrides: dict[str, Any] = {}
+    for _, key, *_ in FLAGS:
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    for key in ("freeze_encoder", "progress", "tensorboard"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    if "split" in overrides and overrides["split"].lower() in ("all", "none"):
+        overrides["split"] = None
+    if "objectives" in overrides:
+        overrides["objectives"] = [s.strip() for s in overrides["objectives"].split(",") if s.strip()]
+    if "loss_weights" in overrides:
+        overrides["loss_weights"] = _key_values(overrides["loss_weights"].split(","), "--loss-weights", float)
+    overrides.update(_key_values(args.sets, "--set", _yaml_value))
+    return overrides
+
+
+def _key_values(items: list[str], flag: str, parse: Any) -> dict[str, Any]:
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
+        try:
+            values[key.strip()] = parse(value.strip())
+        except ValueError as err:
+            raise ConfigError(f"{flag} {item!r}: {err}") from err
+    return values
+
+
+def _yaml_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text else None
+    except yaml.YAMLError as err:
+        raise ValueError(f"not a YAML value: {err}") from err
+
+
+def resolve_config(args: argparse.Namespace, task: str) -> TrainConfig:
+    """Defaults < ``--config`` < flags; with ``--resume``, the run's saved config is the base."""
+    overrides = flag_overrides(args)
+    file_values = read_config_file(args.config) if args.config else {}
+    if file_values.get("task", task) != task:
+        raise ConfigError(f"{args.config}: task {file_values['task']!r} does not match `mvlt {task}`")
+    out = Path(overrides.get("out") or file_values.get("out") or f"runs/{task}")
+    saved_path = out / "config.yaml"
+    if args.resume and saved_path.is_file():
+        saved = load_config(saved_path)
+        config = apply_overrides(saved, file_values, str(args.config)) if file_values else saved
+        config = apply_overrides(config, {**overrides, "out": str(out)})
+        changed = _changed(saved, config)
+        if changed and os.environ.get("RANK", "0") == "0":
+            print(f"mvlt {task}: warning: resuming with changed settings ({changed}); the result will not "
+                  "match an uninterrupted run", file=sys.stderr)  # fmt: skip
+    else:
+        config = load_config(args.config, {**overrides, "out": str(out)}, task=task)
+    if config.task != task:
+        raise ConfigError(f"{saved_path}: this run is a {config.task!r} run, not `mvlt {task}`")
+    return config.validate()
+
+
+def _changed(before: TrainConfig, after: TrainConfig) -> str:
+    a, b = before.to_dict(), after.to_dict()
+    keys = [k for k in a if a[k] != b[k] and k not in SAFE_TO_CHANGE_ON_RESUME]
+    return ", ".join(f"{k}: {a[k]!r} -> {b[k]!r}" for k in keys)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mvlt.train.cli {pretrain,finetune} ...``."""
+    parser = argparse.ArgumentParser(prog="mvlt", description="MVLT training.")
+    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""``TrainConfig``: every choice of a pre-training or fine-tuning run, read from YAML/JSON + flags.
+
+Where each default comes from is written next to it, as one of:
+
+- **paper**: Ji et al. 2023, §4.1 (what the paper states);
+- **released**: the authors' released training code, used where the paper is silent (SPEC §4);
+- **ours**: a choice of this project, with the reason.
+
+The resolved configuration of every run is written to ``<out>/config.yaml`` so a run can be
+repeated or resumed from it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..model.config import OBJECTIVES
+
+TASKS = ("pretrain", "finetune")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+INPUT_SCHEDULES = ("alternate", "masked", "clean")
+DEVICES = ("auto", "cpu", "cuda")
+
+PRETRAIN_WEIGHTS = {"mir": 10.0, "itm": 1.0, "mlm": 1.0, "category": 0.0, "subcategory": 0.0}
+"""Paper eq. (8): 10·MIR + ITM + MLM; recognition heads are not trained during pre-training."""
+FINETUNE_WEIGHTS = {"mir": 0.0, "itm": 0.0, "mlm": 0.0, "category": 1.0, "subcategory": 1.0}
+"""Released code: the two recognition cross-entropies, weight 1 each, on clean inputs."""
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used; the message names the key and file."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``task`` selects pre-training or fine-tuning defaults (loss weights,
+    input schedule, dataset); every other field means the same for both."""
+
+    task: str = "pretrain"
+
+    # ------------------------------------------------------------------------------ model
+    model: str = "mvlt_tiny"
+    """Registered variant (``mvlt.list_models()``); ignored by fine-tuning, which takes ``init``'s."""
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """``MVLTConfig`` fields to change, e.g. ``{text_dropout: 0, drop_path_rate: 0}``."""
+    init: str | None = None
+    """Fine-tuning: the pre-trained checkpoint directory (required). Pre-training: optional
+    starting weights (e.g. a previous run); its tokenizer is reused."""
+    freeze_encoder: bool = False
+    """Fine-tuning: train only the recognition heads. Default off, as in the paper (end to end)."""
+
+    # ------------------------------------------------------------------------------- data
+    data: str = "synthetic"
+    """``synthetic``, a manifest (CSV/JSONL or its folder) or a Fashion-Gen ``.h5`` / folder."""
+    split: str | None = "train"
+    """Split the run trains on (``None``: every row)."""
+    data_options: dict[str, Any] = field(default_factory=dict)
+    """Extra options for ``open_catalogue`` (e.g. ``{num_products: 500}`` for synthetic)."""
+    tokenizer: str | None = None
+    """``None``: the checkpoint's (``init``) or else BERT-base-uncased (released); a ``vocab.txt``
+    or a saved tokenizer folder; or ``train`` to learn a WordPiece vocabulary on the training texts."""
+    vocab_size: int = 1000
+    """Size of the vocabulary learnt by ``tokenizer: train`` (ours: small, for fast CPU demos)."""
+    max_text_len: int = 128
+    """L, tokens per text including [CLS]/[SEP] (paper)."""
+    image_size: int | None = None
+    """Training image side. ``None``: the model's (256 for ``mvlt_tiny``, paper) / ``init``'s."""
+    resize: str = "pad"
+    """How images are made square: ``pad`` (ours, keeps aspect) or ``crop_stretch`` (released)."""
+    workers: int = 0
+    """DataLoader worker processes (0: load in the training process)."""
+
+    # ------------------------------------------------------------------- length, batches
+    batch_size: int = 64
+    """Global batch per optimizer step, over all processes and accumulation steps, so a run
+    gives the same result on 1 or N processes. Released: 150 per GPU × 8 = 1200 (paper); ours
+    64, which fits a CPU run. Must be divisible by world size × ``accumulation``."""
+    accumulation: int = 1
+    """Micro-batches per optimizer step (per process)."""
+    steps: int | None = None
+    """Optimizer steps. When given, it wins over ``epochs``."""
+    epochs: float | None = None
+    """Passes over the training split (an epoch is ``len(split) // batch_size`` steps; the last
+    partial batch is dropped). Released: 150. Default when neither is given: 1 epoch (ours)."""
+
+    # --------------------------------------------------------------------------- optimiser
+    lr: float | None = None
+    """Peak learning rate. ``None``: ``base_lr × batch_size / 512`` (released). The paper states
+    2.5e-3 at batch 1200."""
+    base_lr: float = 2.5e-4
+    """Released: the lr for a global batch of 512, scaled linearly."""
+    min_lr: float = 1e-5
+    """Floor of the cosine decay (released). Capped at the peak lr for very small batches."""
+    warmup_steps: int | None = None
+    """Linear warm-up length in steps; ``None``: ``warmup_ratio`` of the run."""
+    warmup_ratio: float = 5 / 150
+    """Released: 5 warm-up epochs of 150, the same fraction of any run length."""
+    weight_decay: float = 0.01
+    """Released 0.01 (paper 1e-4); never on biases, norms and position embeddings (released)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas (paper, released)."""
+    eps: float = 1e-8
+    """AdamW epsilon (PyTorch default; neither source changes it)."""
+    clip_grad_norm: float | None = None
+    """Clip the global gradient norm to this (``None``: off; neither source clips)."""
+
+    # --------------------------------------------------------------------------- objectives
+    input_schedule: str | None = None
+    """``alternate`` (released: even steps clean image, odd steps masked), ``masked`` (every step)
+    or ``clean``. ``None``: ``alternate`` for pre-training, ``clean`` for fine-tuning."""
+    loss_weights: dict[str, float] = field(default_factory=dict)
+    """Weights by objective (``mir, itm, mlm, category, subcategory``); missing ones take the
+    task's defaults (pre-training 10/1/1/0/0, paper eq. 8; fine-tuning 0/0/0/1/1, released)."""
+    objectives: list[str] | None = None
+    """Keep only these objectives (the others get weight 0; a listed one whose weight is 0 gets 1),
+    e.g. ``[itm, mlm]`` for Table 3(d)."""
+    mask_strategy: str = "random_grid"
+    """MIR mask: ``random_grid`` (paper default), ``grid``, ``stroke``, ``center``."""
+    mask_ratio: float = 0.5
+    """r_v, fraction of the image masked (paper)."""
+    mask_unit: int = 16
+    """Mask unit in pixels, α·P = 4·4 (paper)."""
+    mlm_prob: float = 0.15
+    """r_l, fraction of word-pieces selected for MLM (paper)."""
+    itm_negative_prob: float = 0.5
+    """Probability that a pair's text is replaced by another product's (paper)."""
+    itm_negatives: str = "random"
+    """Where ITM negative texts come from: ``random`` (released) or ``hard`` (same sub-category)."""
+
+    # ------------------------------------------------------------------------ runtime
+    precision: str = "auto"
+    """``auto``: bf16 autocast on CUDA with bf16 and on CPUs with native bf16 (AVX512-BF16/AMX),
+    else fp32 — on other CPUs bf16 matmuls are ~10× slower than fp32 (measured). ``fp16``: CUDA
+    autocast + gradient scaler (released used fp16)."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    seed: int = 0
+    threads: int | None = None
+    """``torch.set_num_threads`` per process (``None``: PyTorch's default)."""
+    find_unused_parameters: bool = False
+    """DDP option; only needed if a trainable parameter gets no gradient (heads of objectives that
+    are switched off are frozen instead, so the default is off)."""
+
+    # ------------------------------------------------------------------ output, logging
+    out: str = "runs/pretrain"
+    checkpoint_every: int = 500
+    """Save a resumable checkpoint every N steps (and always at the end)."""
+    keep_checkpoints: int = 3
+    """How many step checkpoints to keep (the newest)."""
+    log_every: int = 10
+    """Write metrics (JSONL, TensorBoard) every N steps."""
+    progress: bool = True
+    """Show a progress bar (rank 0)."""
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        self._coerce_numbers()
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        self.model_overrides = dict(self.model_overrides or {})
+        self.data_options = dict(self.data_options or {})
+        self.loss_weights = {k: float(v) for k, v in (self.loss_weights or {}).items()}
+        if self.objectives is not None:
+            self.objectives = list(self.objectives)
+
+    def _coerce_numbers(self) -> None:
+        """Numbers given as text become numbers: YAML 1.1 reads ``1e-3`` (no dot) as a string."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), str(f.type).replace(" | None", "")
+            if kind not in ("int", "float") or value is None or isinstance(value, bool):
+                continue
+            if isinstance(value, int if kind == "int" else (int, float)):
+                continue
+            try:
+                number = float(value)
+                if kind == "int":
+                    if not number.is_integer():
+                        raise ValueError("not a whole number")
+                    number = int(value) if isinstance(value, str) and value.strip().isdigit() else int(number)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"config {f.name}={value!r}: expected {kind} ({err})") from None
+            setattr(self, f.name, number)
+
+    # ------------------------------------------------------------------------- resolved views
+    def resolved_loss_weights(self) -> dict[str, float]:
+        """Task defaults, then ``loss_weights``, then ``objectives`` switching the others off."""
+        weights = dict(PRETRAIN_WEIGHTS if self.task == "pretrain" else FINETUNE_WEIGHTS)
+        weights.update(self.loss_weights)
+        if self.objectives is not None:
+            for name in OBJECTIVES:
+                if name not in self.objectives:
+                    weights[name] = 0.0
+                elif not weights[name]:  # asked for, but its weight is 0 (e.g. MLM when fine-tuning)
+                    weights[name] = 1.0
+        return weights
+
+    def resolved_input_schedule(self) -> str:
+        if self.input_schedule is not None:
+            return self.input_schedule
+        return "alternate" if self.task == "pretrain" else "clean"
+
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else self.base_lr * self.batch_size / 512
+
+    # ---------------------------------------------------------------------------- checking
+    def validate(self) -> TrainConfig:
+        """Raise :class:`ConfigError` naming the first bad field; return self."""
+
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"config {name}={getattr(self, name)!r}: {why}")
+
+        choices = {"task": TASKS, "precision": PRECISIONS, "device": DEVICES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"choose one of {', '.join(allowed)}")
+        if self.input_schedule is not None and self.input_schedule not in INPUT_SCHEDULES:
+            raise bad("input_schedule", f"choose one of {', '.join(INPUT_SCHEDULES)}")
+        for name in ("batch_size", "accumulation", "checkpoint_every", "keep_checkpoints", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, "must be at least 1")
+        if self.steps is not None and self.steps < 1:
+            raise bad("steps", "must be at least 1")
+        if self.epochs is not None and self.epochs <= 0:
+            raise bad("epochs", "must be positive")
+        if self.batch_size % self.accumulation:
+            raise bad("batch_size", f"must be divisible by accumulation={self.accumulation}")
+        for name in ("lr", "min_lr", "base_lr", "weight_decay"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise bad(name, "must not be negative")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise bad("warmup_ratio", "must be in [0, 1]")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise bad("warmup_steps", "must not be negative")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise bad("betas", "needs two values in [0, 1)")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise bad("clip_grad_norm", "must be positive (or null to switch clipping off)")
+        if self.threads is not None and self.threads < 1:
+            raise bad("threads", "must be at least 1")
+        if self.workers < 0:
+            raise bad("workers", "must not be negative")
+        unknown = sorted(set(self.loss_weights) - set(OBJECTIVES))
+        if unknown:
+            raise bad("loss_weights", f"unknown objective(s) {unknown}; known: {', '.join(OBJECTIVES)}")
+        if self.objectives is not None:
+            unknown = sorted(set(self.objectives) - set(OBJECTIVES))
+            if unknown:
+                raise bad("objectives", f"unknown objective(s) {unknown}; known: {', '.join(OBJECTIVES)}")
+        weights = self.resolved_loss_weights()
+        if not any(weights.values()):
+            raise bad("loss_weights", "every objective has weight 0: nothing to train")
+        if self.task == "finetune" and not self.init:
+            raise bad("init", "fine-tuning needs the pre-trained checkpoint (--init DIR)")
+        if self.task == "pretrain" and self.freeze_encoder:
+            raise bad("freeze_encoder", "only fine-tuning can freeze the encoder")
+        if self.image_size is not None and (self.image_size < 32 or self.image_size % 32):
+            raise bad("image_size", "must be a positive multiple of 32")
+        return self
+
+    # ------------------------------------------------------------------------------ I/O
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["betas"] = list(self.betas)
+        return values
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "configuration") -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}"
+            )
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{source}: {err}") from err
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML or JSON file (JSON by ``.json`` suffix, else YAML, a superset)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        values = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(
+            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}"
+        ) from err
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(values).__name__}")
+    return values
+
+
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, **defaults: Any
+) -> TrainConfig:
+    """``defaults`` (e.g. ``task``), then the file at ``path``, then ``overrides`` (CLI flags).
+
+    Unknown keys in the file or the overrides raise :class:`ConfigError` naming them and the file.
+    Dotted override keys set one entry of a mapping field (``model_overrides.text_dropout``).
+    """
+    values: dict[str, Any] = dict(defaults)
+    source = "configuration"
+    if path is not None:
+        values.update(read_config_file(path))
+        source = str(path)
+    config = TrainConfig.from_dict(values, source)
+    if overrides:
+        config = apply_overrides(config, overrides, "command line")
+    return config
+
+
+def apply_overrides(
+    config: TrainConfig, overrides: dict[str, Any], source: str = "command line"
+) -> TrainConfig:
+    """A copy of ``config`` with ``overrides`` applied (dotted keys reach into mapping fields)."""
+    values = config.to_dict()
+    for key, value in overrides.items():
+        name, _, sub = key.partition(".")
+        if name not in values:
+            raise ConfigError(f"{source}: unknown key {name!r}; known keys: {', '.join(sorted(values))}")
+        if sub:
+            if not isinstance(values[name], dict):
+                raise ConfigError(f"{source}: {name!r} is not a mapping, so {key!r} cannot be set")
+            values[name] = {**values[name], sub: value}
+        else:
+            values[name] = value
+    return TrainConfig.from_dict(values, source)

@@ -1,0 +1,158 @@
+"""The training side of the data layer: tokenizer and label maps of a run, its dataset, and a
+sampler whose order is a pure function of ``(seed, epoch)`` so a resumed run can skip exactly
+the batches it already trained on (at the index level: skipped items are never loaded)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ..data.batches import PairDataset, PretrainDataset
+from ..data.catalogue import Catalogue, open_catalogue
+from ..data.labels import LabelMaps
+from ..data.tokenizer import CONFIG_NAME as TOKENIZER_CONFIG
+from ..data.tokenizer import VOCAB_NAME, Tokenizer, bert_tokenizer
+from .config import TrainConfig
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` (shuffled by ``seed + epoch``, the tail that does not fill every rank
+    dropped) that yields only positions ``[start, stop)`` of this rank's share of the epoch.
+
+    Rank ``r`` gets positions ``r, r + W, r + 2W, ...`` of one permutation, so the ``W`` micro-
+    batches of a step together hold the same items whatever the world size: a global batch is a
+    contiguous slice of the epoch's permutation.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool = True):
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=True
+        )
+        self.start, self.stop = 0, self.num_samples
+
+    def window(self, start: int, stop: int) -> None:
+        """Yield only this rank's positions ``start .. stop - 1`` of the current epoch."""
+        if not 0 <= start <= stop <= self.num_samples:
+            raise ValueError(f"sampler window [{start}, {stop}) outside [0, {self.num_samples}]")
+        self.start, self.stop = start, stop
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.start : self.stop])
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def open_training_catalogue(
+    config: TrainConfig, image_size: int, label_maps: LabelMaps | None = None
+) -> Catalogue:
+    """The run's training split. The synthetic catalogue is drawn at the training size unless
+    ``data_options`` says otherwise (drawing 256 px to shrink it to 64 px would be wasted work)."""
+    options = dict(config.data_options)
+    if str(config.data).strip().lower() == "synthetic":
+        options.setdefault("image_size", image_size)
+        options.setdefault("seed", config.seed)
+    if label_maps is not None:
+        options.setdefault("label_maps", label_maps)
+    try:
+        return open_catalogue(config.data, split=config.split, **options)
+    except TypeError as err:  # an option the catalogue class does not take
+        raise ValueError(f"--data {config.data}: bad data_options {sorted(options)}: {err}") from err
+
+
+def load_tokenizer(spec: str, max_length: int) -> Tokenizer:
+    """A tokenizer from a ``vocab.txt`` file or a folder (saved tokenizer, or one with a vocab.txt)."""
+    path = Path(spec)
+    if path.is_dir():
+        if (path / TOKENIZER_CONFIG).is_file():
+            return Tokenizer.load(path)
+        if (path / VOCAB_NAME).is_file():
+            return Tokenizer.from_vocab(path / VOCAB_NAME, max_length=max_length)
+        raise FileNotFoundError(
+            f"--tokenizer {spec}: the folder holds neither {TOKENIZER_CONFIG} nor {VOCAB_NAME}"
+        )
+    if path.is_file():
+        return Tokenizer.from_vocab(path, max_length=max_length)
+    raise FileNotFoundError(f"--tokenizer {spec}: no such file or folder (or pass 'train')")
+
+
+def resolve_tokenizer(
+    config: TrainConfig, catalogue: Catalogue, fallback: Tokenizer | None = None
+) -> Tokenizer:
+    """``--tokenizer``: ``train`` (learn a vocabulary on the training texts), a path, or none
+    (``fallback``, i.e. the ``--init`` checkpoint's, else the bundled BERT-base-uncased vocabulary,
+    the released code's)."""
+    spec = config.tokenizer
+    if spec is not None and spec.strip().lower() == "train":
+        return Tokenizer.train(catalogue.texts, config.vocab_size, max_length=config.max_text_len)
+    if spec is not None:
+        return load_tokenizer(spec, config.max_text_len)
+    if fallback is not None:
+        return fallback
+    return bert_tokenizer(max_length=config.max_text_len)
+
+
+def build_dataset(
+    config: TrainConfig,
+    catalogue: Catalogue,
+    tokenizer: Tokenizer,
+    label_maps: LabelMaps | None,
+    image_size: int,
+    weights: dict[str, float],
+    schedule: str,
+) -> PretrainDataset | PairDataset:
+    """Pre-training samples when any of MIR/ITM/MLM is on or masked inputs are asked for;
+    otherwise plain clean pairs (fine-tuning). Objectives that are off get clean data."""
+    if not (weights["mir"] or weights["itm"] or weights["mlm"]) and schedule == "clean":
+        return PairDataset(
+            catalogue, tokenizer, label_maps=label_maps, image_size=image_size, resize=config.resize
+        )
+    return PretrainDataset(
+        catalogue,
+        tokenizer,
+        label_maps=label_maps,
+        image_size=image_size,
+        resize=config.resize,
+        mask_images=schedule != "clean",
+        mask_strategy=config.mask_strategy,
+        mask_ratio=config.mask_ratio,
+        mask_unit=config.mask_unit,
+        mlm=bool(weights["mlm"]),
+        mlm_prob=config.mlm_prob,
+        itm=bool(weights["itm"]),
+        itm_negative_prob=config.itm_negative_prob,
+        itm_negatives=config.itm_negatives,
+        seed=config.seed,
+    )
+
+
+def epoch_loader(
+    dataset: Any,
+    sampler: ResumableSampler,
+    micro_batch: int,
+    epoch: int,
+    seed: int,
+    workers: int,
+    pin_memory: bool,
+) -> DataLoader:
+    """A loader for one epoch. Its own generator (seeded by ``seed, epoch``) keeps the loader from
+    drawing from the global torch RNG, which dropout uses and a resumed run restores."""
+    sampler.set_epoch(epoch)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return DataLoader(
+        dataset,
+        batch_size=micro_batch,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=dataset.collate,
+        drop_last=True,
+        pin_memory=pin_memory,
+        generator=generator,
+    )

@@ -1,0 +1,721 @@
+"""The training engine behind ``mvlt pretrain`` and ``mvlt finetune``.
+
+The model owns its losses (``MVLT.forward_loss``); the engine owns everything else: devices and
+processes (one process, or DDP under ``torchrun``), precision, the optimizer and schedule,
+gradient accumulation and clipping, the input schedule, checkpoints and exact resume, the
+non-finite-loss guard, graceful SIGTERM/SIGINT, the progress bar and the metric logs.
+
+Exactness. A run is a pure function of its config: the data order of an epoch comes from
+``(seed, epoch)``, every sample's random draws from ``(seed, epoch, index)``, and dropout from the
+torch RNG, which checkpoints save and restore. The global batch (``batch_size``) is fixed, and
+losses that average over a variable number of labelled positions (MLM tokens, known recognition
+labels) are normalised by the count over the *whole* global batch, so 1 process, N processes and
+any accumulation give the same gradient up to float rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import signal
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import nullcontext, suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data.labels import LabelMaps
+from ..data.tokenizer import Tokenizer
+from ..fileio import atomic_write_text
+from ..masking import IGNORE_INDEX
+from ..model.config import OBJECTIVES, LossWeights
+from ..model.io import load_state_checked, read_config
+from ..model.mvlt import MVLT
+from ..model.registry import get_config
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .data import ResumableSampler, build_dataset, epoch_loader, open_training_catalogue, resolve_tokenizer
+from .distributed import (
+    Runtime,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    cleanup,
+    gather_objects,
+    init_runtime,
+)
+from .optim import build_optimizer
+from .precision import resolve_precision
+from .schedule import WarmupCosine, warmup_steps
+
+COUNTED_LOSSES = {"mlm": "mlm_labels", "category": "category_labels", "subcategory": "subcategory_labels"}
+"""Losses that average over labelled positions only; normalised by the global-batch count."""
+HEADS = {"mir": "decoder", "itm": "itm_head", "mlm": "mlm_head", "category": "category_head",
+         "subcategory": "subcategory_head"}  # fmt: skip
+"""The module each objective trains on top of the encoder; frozen when its objective is off."""
+ENCODER = ("text_embed", "stages")
+METRICS_NAME = "metrics.jsonl"
+CONFIG_NAME = "config.yaml"
+LOG_NAME = "train.log"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped before applying that update."""
+
+
+class RunExistsError(FileExistsError):
+    """The output directory already holds another run's checkpoints."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) run produced."""
+
+    out: Path
+    steps: int
+    total_steps: int
+    seconds: float
+    losses: dict[str, float] = field(default_factory=dict)
+    checkpoint: Path | None = None
+    interrupted: str | None = None
+    """The signal that stopped the run early (``SIGTERM`` / ``SIGINT``), else None."""
+
+
+# ------------------------------------------------------------------------------- public API
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Run (or with ``resume``, continue) the training described by ``config``.
+
+    Works alone or under ``torchrun``. ``overwrite`` deletes an earlier run's checkpoints and logs
+    in ``config.out`` instead of refusing to start.
+    """
+    config = config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    runtime = init_runtime(config.device)
+    try:
+        return Trainer(config, runtime, resume=resume, overwrite=overwrite).run()
+    finally:
+        cleanup(runtime)
+
+
+def pretrain(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Pre-train (MIR + ITM + MLM by default); returns the output directory (a loadable model)."""
+    return train(config.replace(task="pretrain"), resume=resume, overwrite=overwrite).out
+
+
+def finetune(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Fine-tune the recognition heads (and by default the encoder) from ``config.init``."""
+    return train(config.replace(task="finetune"), resume=resume, overwrite=overwrite).out
+
+
+# --------------------------------------------------------------------------------- signals
+class _StopFlag:
+    """SIGTERM/SIGINT set a flag; the loop finishes its step, saves and exits. A second SIGINT
+    interrupts at once (the default behaviour)."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with suppress(ValueError):  # not the main thread: leave signals alone
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------------------------- engine
+class Trainer:
+    """One run: built by ``__init__`` (data, model, optimizer, resume state), driven by ``run``."""
+
+    def __init__(
+        self, config: TrainConfig, runtime: Runtime, *, resume: bool = False, overwrite: bool = False
+    ):
+        self.config, self.runtime = config, runtime
+        self.out = Path(config.out)
+        self._log_file: Any = None
+        self.resume_from = self._prepare_out(resume, overwrite)
+        self.precision = resolve_precision(config.precision, runtime.device)
+        self.weights = config.resolved_loss_weights()
+        self.loss_weights = LossWeights(**self.weights)
+        self.input_schedule = config.resolved_input_schedule()
+        _seed_everything(config.seed)
+
+        self.model, self.catalogue, self.image_size = self._build_model_and_data()
+        self.dataset = build_dataset(
+            config, self.catalogue, self.model.tokenizer, self.model.label_maps, self.image_size,
+            self.weights, self.input_schedule,
+        )  # fmt: skip
+        self._freeze()
+        self.model.to(runtime.device)
+        self.net: torch.nn.Module = self.model
+        if runtime.distributed:
+            device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+            self.net = DistributedDataParallel(
+                self.model, device_ids=device_ids, find_unused_parameters=config.find_unused_parameters
+            )
+        self._torch_seed_per_rank()
+
+        # Sizes: the global batch is split over ranks and accumulation steps.
+        world, accumulation = runtime.world_size, config.accumulation
+        if config.batch_size % (world * accumulation):
+            raise ValueError(
+                f"--batch-size {config.batch_size} is not divisible by world size {world} × "
+                f"accumulation {accumulation}"
+            )
+        self.micro_batch = config.batch_size // (world * accumulation)
+        self.steps_per_epoch = len(self.dataset) // config.batch_size
+        if self.steps_per_epoch < 1:
+            raise ValueError(
+                f"--data {config.data} (split {config.split}) has {len(self.dataset)} items, fewer than "
+                f"one global batch (--batch-size {config.batch_size})"
+            )
+        self.total_steps = config.steps or max(1, round((config.epochs or 1.0) * self.steps_per_epoch))
+        peak = config.peak_lr()
+        self.schedule = WarmupCosine(
+            peak=peak,
+            total=self.total_steps,
+            warmup=warmup_steps(self.total_steps, config.warmup_steps, config.warmup_ratio),
+            floor=min(config.min_lr, peak),
+        )
+        self.optimizer = build_optimizer(self.model, peak, config.weight_decay, config.betas, config.eps)
+        self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=self.precision.needs_scaler)
+        self.sampler = ResumableSampler(self.dataset, world, runtime.rank, seed=config.seed)
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+        if self.resume_from is not None:
+            self._restore(self.resume_from)
+
+    # -------------------------------------------------------------------------- set-up parts
+    def _prepare_out(self, resume: bool, overwrite: bool) -> Path | None:
+        """The checkpoint to resume from (None for a fresh run); refuse to mix two runs."""
+        existing = ckpt.latest_checkpoint(self.out)
+        if resume:
+            if existing is None:
+                raise FileNotFoundError(
+                    f"--resume: no checkpoint to resume under {self.out / ckpt.CHECKPOINTS} "
+                    "(run without --resume to start)"
+                )
+            return existing
+        if existing is not None:
+            if not overwrite:
+                raise RunExistsError(
+                    f"--out {self.out} already holds a run (latest checkpoint {existing.name}); pass "
+                    "--resume to continue it, --overwrite to start over, or choose another --out"
+                )
+            barrier(self.runtime)
+            if self.runtime.is_main:
+                import shutil
+
+                shutil.rmtree(self.out / ckpt.CHECKPOINTS, ignore_errors=True)
+                shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
+                for name in (METRICS_NAME, LOG_NAME):
+                    (self.out / name).unlink(missing_ok=True)
+            barrier(self.runtime)
+        return None
+
+    def _build_model_and_data(self) -> tuple[MVLT, Any, int]:
+        """Model (with ``tokenizer`` and ``label_maps`` attached), training catalogue, image size."""
+        cfg = self.config
+        if self.resume_from is not None:  # everything comes from the checkpoint
+            model = MVLT(read_config(self.resume_from))
+            model.tokenizer = Tokenizer.load(self.resume_from)
+            labels = self.resume_from / "labels.json"
+            model.label_maps = LabelMaps.load(labels) if labels.is_file() else None
+            image_size = cfg.image_size or model.config.image_size
+            catalogue = open_training_catalogue(cfg, image_size)
+            return model, catalogue, image_size
+
+        init = MVLT.from_pretrained(cfg.init) if cfg.init else None
+        if cfg.task == "finetune":
+            assert init is not None
+            image_size = cfg.image_size or init.config.image_size
+        else:
+            image_size = cfg.image_size or get_config(cfg.model, **cfg.model_overrides).image_size
+        catalogue = open_training_catalogue(cfg, image_size)
+        label_maps = LabelMaps.from_catalogue(catalogue)
+        if self.runtime.is_main or (cfg.tokenizer or "").lower() != "train":
+            tokenizer = resolve_tokenizer(cfg, catalogue, fallback=init.tokenizer if init else None)
+        else:
+            tokenizer = None
+        if (cfg.tokenizer or "").lower() == "train":  # train once, share it
+            tokenizer = broadcast_object(tokenizer, self.runtime)
+        assert tokenizer is not None
+        heads = {
+            "num_categories": label_maps.num_categories if self.weights["category"] else 0,
+            "num_subcategories": label_maps.num_subcategories if self.weights["subcategory"] else 0,
+        }
+        if init is None:
+            overrides = {**cfg.model_overrides, "max_text_len": cfg.max_text_len, **heads}
+            self._check_vocab(overrides.get("vocab_size"), tokenizer, "model_overrides.vocab_size")
+            overrides["vocab_size"] = tokenizer.vocab_size
+            if cfg.image_size:
+                overrides["image_size"] = cfg.image_size
+            model = MVLT(get_config(cfg.model, **overrides))
+        else:
+            model = self._from_init(init, heads, label_maps)
+            self._check_vocab(model.config.vocab_size, tokenizer, f"--init {cfg.init}")
+        model.tokenizer, model.label_maps = tokenizer, label_maps
+        return model, catalogue, image_size
+
+    def _from_init(self, init: MVLT, heads: dict[str, int], label_maps: LabelMaps) -> MVLT:
+        """A model shaped like ``init`` with recognition heads for ``label_maps``: encoder and the
+        other heads keep ``init``'s weights; the recognition heads are fresh unless ``init`` had
+        heads for exactly these label maps."""
+        config = init.config.replace(**{**self.config.model_overrides, **heads})
+        model = MVLT(config)  # fresh (seeded) recognition heads
+        same_labels = init.label_maps is not None and init.label_maps == label_maps
+        state = init.state_dict()
+        fresh = model.state_dict()
+        for head, size_field in (
+            ("category_head", "num_categories"),
+            ("subcategory_head", "num_subcategories"),
+        ):
+            if not (same_labels and getattr(init.config, size_field) == heads[size_field]):
+                state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+                state.update({k: v for k, v in fresh.items() if k.startswith(head + ".")})
+        load_state_checked(model, state, f"--init {self.config.init}")
+        return model
+
+    @staticmethod
+    def _check_vocab(vocab_size: int | None, tokenizer: Tokenizer, what: str) -> None:
+        if vocab_size is not None and int(vocab_size) != tokenizer.vocab_size:
+            raise ValueError(
+                f"{what} has a vocabulary of {vocab_size} tokens but the tokenizer has "
+                f"{tokenizer.vocab_size}; pass a matching --tokenizer"
+            )
+
+    def _freeze(self) -> None:
+        """Freeze heads whose objective is off (they would get no gradient, which DDP rejects)
+        and, with ``freeze_encoder``, the encoder."""
+        for objective, module_name in HEADS.items():
+            module = getattr(self.model, module_name, None)
+            if module is not None and not self.weights[objective]:
+                module.requires_grad_(False)
+        if self.config.freeze_encoder:
+            for name in ENCODER:
+                getattr(self.model, name).requires_grad_(False)
+        trainable = self.model.num_parameters(trainable_only=True)
+        if trainable == 0:
+            raise ValueError(
+                "nothing to train: every parameter is frozen by the objectives and --freeze-encoder"
+            )
+
+    def _torch_seed_per_rank(self) -> None:
+        """Same initial weights everywhere (seeded above); then distinct dropout streams per rank."""
+        if self.runtime.distributed:
+            torch.manual_seed(self.config.seed + self.runtime.rank)
+
+    def _restore(self, path: Path) -> None:
+        state = ckpt.load_checkpoint(path, self.model)
+        saved = state.state
+        for key, value in (
+            ("global_batch", self.config.batch_size),
+            ("steps_per_epoch", self.steps_per_epoch),
+        ):
+            if int(saved[key]) != int(value):
+                raise ValueError(
+                    f"--resume: {path} was trained with {key}={saved[key]}, this run has {value}; "
+                    "resume with the same batch size and training data"
+                )
+        self.optimizer.load_state_dict(state.optimizer["optimizer"])
+        if "scaler" in state.optimizer and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state.optimizer["scaler"])
+        rng = state.rng
+        if len(rng) == self.runtime.world_size:
+            ckpt.restore_rng(rng[self.runtime.rank])
+        else:  # a different number of processes: the data order is the same, dropout is not
+            ckpt.restore_rng(rng[0])
+            torch.manual_seed(self.config.seed + 7919 * (state.step + 1) + self.runtime.rank)
+        self.step = state.step
+        self.last_checkpoint = path
+
+    # ------------------------------------------------------------------------------ the loop
+    def run(self) -> TrainResult:
+        cfg = self.config
+        start_step, started = self.step, time.perf_counter()
+        self._open_logs()
+        self.info(self._banner())
+        window, losses, interrupted = _Window(), {}, None
+        progress = self._progress_bar(start_step)
+        try:
+            with _StopFlag() as stop:
+                for micro in self._remaining_steps():
+                    t0 = time.perf_counter()
+                    metrics, stop_now = self._train_step(micro, stop)
+                    self.step += 1
+                    window.add(metrics, cfg.batch_size, time.perf_counter() - t0)
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix_str(window.postfix(metrics["lr"]), refresh=False)
+                    last = self.step == self.total_steps
+                    if self.step % cfg.log_every == 0 or last or stop_now:
+                        losses = {k: v for k, v in window.means().items() if k != "lr"}
+                        self._log_metrics(window)
+                        window = _Window()
+                    if self.step % cfg.checkpoint_every == 0 or last or stop_now:
+                        self._save(losses, time.perf_counter() - started)
+                    if stop_now:
+                        interrupted = stop.signal or "signal"
+                        break
+            if self.last_checkpoint != ckpt.step_dir(self.out, self.step):  # e.g. resumed when done
+                self._save(losses, time.perf_counter() - started)
+            if progress is not None:
+                progress.close()
+            return self._finish(start_step, started, losses, interrupted)
+        finally:
+            if progress is not None:
+                progress.close()
+            self._close_logs()
+
+    def _remaining_steps(self) -> Iterator[list[dict[str, Any]]]:
+        """This rank's micro-batches for each remaining optimizer step, epoch after epoch, starting
+        at the data position of ``self.step`` (which the caller advances after each step)."""
+        while self.step < self.total_steps:
+            epoch, done = divmod(self.step, self.steps_per_epoch)
+            batches = self._epoch_batches(epoch, done)
+            for _ in range(min(self.steps_per_epoch - done, self.total_steps - self.step)):
+                yield [next(batches) for _ in range(self.config.accumulation)]
+
+    def _epoch_batches(self, epoch: int, done_steps: int) -> Iterator[dict[str, Any]]:
+        """This rank's micro-batches of ``epoch`` after the first ``done_steps`` optimizer steps
+        (skipped by index, so their images are never loaded)."""
+        per_step = self.config.accumulation * self.micro_batch
+        self.sampler.set_epoch(epoch)
+        self.sampler.window(done_steps * per_step, self.steps_per_epoch * per_step)
+        loader = epoch_loader(
+            self.dataset,
+            self.sampler,
+            self.micro_batch,
+            epoch,
+            self.config.seed,
+            self.config.workers,
+            pin_memory=self.runtime.device.type == "cuda",
+        )
+        return iter(loader)
+
+    def _uses_masked_images(self) -> bool:
+        """Released schedule: even steps (0, 2, ...) clean images, odd steps masked ones."""
+        if self.input_schedule == "masked":
+            return True
+        return self.input_schedule == "alternate" and self.step % 2 == 1
+
+    def _train_step(self, micro: list[dict[str, Any]], stop: _StopFlag) -> tuple[dict[str, float], bool]:
+        """One optimizer step over ``micro`` (this rank's micro-batches). Returns the global-batch
+        losses and whether every rank should stop after this step."""
+        lr = self.schedule(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        names = [n for n in OBJECTIVES if self.weights[n]]
+        scales, counts, denominators = self._normalisers(micro, names)
+        sums = self._forward_backward(micro, names, scales, counts)
+        # Global means, the non-finite check and agreement on stopping: one all-reduce.
+        flags = torch.stack(
+            [(~torch.isfinite(sums)).any().double(), sums.new_tensor(float(bool(stop.signal)))]
+        )
+        packed = all_reduce_sum(torch.cat([sums, flags]), self.runtime).cpu()
+        metrics = {n: float(packed[j]) / d if d else 0.0 for j, (n, d) in enumerate(zip(names, denominators))}
+        metrics["total"] = sum(self.weights[n] * metrics[n] for n in names)
+        if packed[len(names)] > 0 or not math.isfinite(metrics["total"]):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLossError(self._non_finite_message(metrics))
+        self._optimizer_step(metrics)
+        metrics["lr"] = lr
+        return metrics, bool(packed[len(names) + 1] > 0)
+
+    def _normalisers(
+        self, micro: list[dict[str, Any]], names: list[str]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        """How each micro-batch's loss enters the global-batch objective.
+
+        A mean over the micro-batch (MIR, ITM) has the same weight in every micro-batch: the
+        global mean is the mean of the ``A × W`` micro-batch means. A mean over *labelled
+        positions* (MLM tokens, known recognition labels) must be weighted by its share ``n / N``
+        of the global count ``N`` (all-reduced). Returns per micro-batch and objective the factor
+        on the loss (so that DDP's and accumulation's averaging gives the global mean), the weight
+        of its value in the logged sum, and each objective's global denominator.
+        """
+        shares = len(micro) * self.runtime.world_size  # micro-batches in the global batch
+        counts = torch.ones(len(micro), len(names), dtype=torch.float64)
+        counted = [j for j, n in enumerate(names) if COUNTED_LOSSES.get(n) in micro[0]]
+        for j in counted:
+            key = COUNTED_LOSSES[names[j]]
+            counts[:, j] = torch.tensor([float((b[key] != IGNORE_INDEX).sum()) for b in micro])
+        totals = counts.sum(0)
+        if counted and self.runtime.distributed:
+            totals = all_reduce_sum(totals.to(self.runtime.device), self.runtime).cpu()
+        scales = torch.ones_like(counts)
+        denominators = [float(shares)] * len(names)
+        for j in counted:
+            total = float(totals[j])
+            scales[:, j] = counts[:, j] * shares / total if total else 0.0
+            denominators[j] = total
+        return scales, counts, denominators
+
+    def _forward_backward(
+        self, micro: list[dict[str, Any]], names: list[str], scales: torch.Tensor, counts: torch.Tensor
+    ) -> torch.Tensor:
+        """Accumulate the gradients of every micro-batch; return this rank's weighted loss sums."""
+        rt, masked = self.runtime, self._uses_masked_images()
+        sums = torch.zeros(len(names), dtype=torch.float64, device=rt.device)
+        for i, batch in enumerate(micro):
+            last = i == len(micro) - 1
+            sync = nullcontext() if last or not rt.distributed else self.net.no_sync()  # type: ignore[operator]
+            with sync:
+                with self.precision.autocast():
+                    parts = self.net(
+                        _to_device(batch, rt.device), weights=self.loss_weights, use_masked_images=masked
+                    )
+                missing = [n for n in names if n not in parts]
+                if missing:
+                    raise ValueError(f"the batch produced no {missing} loss (labels or heads missing)")
+                objective = sum(self.weights[n] * float(scales[i, j]) * parts[n] for j, n in enumerate(names))
+                sums += torch.stack([parts[n].detach().double() for n in names]) * counts[i].to(rt.device)
+                loss = objective / len(micro)
+                (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()
+        return sums
+
+    def _optimizer_step(self, metrics: dict[str, float]) -> None:
+        """Clip (optionally), step and clear the gradients; a non-finite norm stops the run."""
+        if self.config.clip_grad_norm is not None:
+            if self.scaler.is_enabled():
+                self.scaler.unscale_(self.optimizer)
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, self.config.clip_grad_norm))
+            if not math.isfinite(metrics["grad_norm"]) and not self.scaler.is_enabled():
+                self.optimizer.zero_grad(set_to_none=True)
+                raise NonFiniteLossError(self._non_finite_message(metrics, what="gradient norm"))
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)  # skips the update when fp16 gradients overflowed
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _non_finite_message(self, metrics: Mapping[str, float], what: str = "loss") -> str:
+        parts = ", ".join(f"{k}={v:.6g}" for k, v in metrics.items())
+        kept = (
+            f"the last good checkpoint is kept: {self.last_checkpoint}"
+            if self.last_checkpoint is not None
+            else "no checkpoint had been written yet"
+        )
+        return (
+            f"non-finite {what} at step {self.step + 1} ({parts}); the run stopped without applying "
+            f"this update and {kept}. Lower --lr, set --clip-grad-norm, or use --precision fp32."
+        )
+
+    # --------------------------------------------------------------------------- checkpoints
+    def _save(self, losses: dict[str, float], elapsed: float) -> None:
+        """A resumable checkpoint of the state after ``self.step`` (all ranks call this)."""
+        epoch, done_in_epoch = divmod(self.step, self.steps_per_epoch)
+        rng = gather_objects(ckpt.capture_rng(), self.runtime)
+        if self.runtime.is_main:
+            state = {
+                "task": self.config.task,
+                "step": self.step,
+                "total_steps": self.total_steps,
+                "epoch": epoch,
+                "epoch_step": done_in_epoch,
+                "steps_per_epoch": self.steps_per_epoch,
+                "global_batch": self.config.batch_size,
+                "world_size": self.runtime.world_size,
+                "samples_seen": self.step * self.config.batch_size,
+                "schedule": dataclasses.asdict(self.schedule),  # lr is a pure function of the step
+                "losses": losses,
+                "elapsed_s": round(elapsed, 3),
+                "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            ckpt.save_checkpoint(
+                self.out,
+                self.model,
+                self.optimizer,
+                state,
+                rng,
+                self.scaler,
+                keep=self.config.keep_checkpoints,
+            )
+            self.model.save_pretrained(self.out)  # the output folder is always a loadable model
+        self.last_checkpoint = ckpt.step_dir(self.out, self.step)
+        barrier(self.runtime)
+
+    # ------------------------------------------------------------------------ logs and output
+    def _open_logs(self) -> None:
+        self._writer = None
+        if not self.runtime.is_main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_stale_temporaries(self.out)
+        atomic_write_text(self.out / CONFIG_NAME, self.resolved_config().to_yaml())
+        metrics = self.out / METRICS_NAME
+        if self.step and metrics.is_file():  # drop lines logged after the checkpoint we resume from
+            lines = metrics.read_text(encoding="utf-8").splitlines()
+            kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= self.step]
+            atomic_write_text(metrics, "".join(line + "\n" for line in kept))
+        elif not self.step:
+            metrics.unlink(missing_ok=True)
+        self._log_file = (self.out / LOG_NAME).open("a", encoding="utf-8")
+        if self.config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(
+                str(self.out / "tensorboard"), purge_step=self.step + 1 if self.step else None
+            )
+
+    def resolved_config(self) -> TrainConfig:
+        """The config with the values this run derived filled in (image size, peak lr, input
+        schedule, loss weights); run length stays as given so ``--resume --epochs N`` can extend."""
+        return self.config.replace(
+            image_size=self.image_size,
+            lr=self.schedule.peak,
+            input_schedule=self.input_schedule,
+            loss_weights=dict(self.weights),
+        )
+
+    def _close_logs(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def info(self, message: str) -> None:
+        """A line for the user (rank 0 only): stderr, without breaking the progress bar, and train.log."""
+        if not self.runtime.is_main:
+            return
+        from tqdm import tqdm
+
+        tqdm.write(message, file=sys.stderr)
+        if self._log_file is not None:
+            self._log_file.write(message + "\n")
+            self._log_file.flush()
+
+    def _banner(self) -> str:
+        cfg, rt, m = self.config, self.runtime, self.model
+        verb = f"resuming from {self.resume_from} (step {self.step})" if self.resume_from else "starting"
+        frozen = m.num_parameters() - m.num_parameters(trainable_only=True)
+        weights = ", ".join(f"{k}={v:g}" for k, v in self.weights.items() if v)
+        return "\n".join((
+            f"mvlt {cfg.task}: {verb}; output {self.out}",
+            f"  model {cfg.model if not cfg.init else cfg.init}: {m.num_parameters() / 1e6:.2f} M parameters"
+            f" ({frozen / 1e6:.2f} M frozen), vocab {m.config.vocab_size}, image {self.image_size} px",
+            f"  data {cfg.data} [{cfg.split}]: {len(self.dataset)} items, {self.steps_per_epoch} steps/epoch",
+            f"  {self.total_steps} steps × global batch {cfg.batch_size} ({rt.world_size} process(es) × "
+            f"{cfg.accumulation} accumulation × {self.micro_batch}), peak lr {self.schedule.peak:.3g}, "
+            f"warm-up {self.schedule.warmup}, min lr {self.schedule.floor:.3g}",
+            f"  objectives {weights}; inputs {self.input_schedule}",
+            f"  device {rt.device}, precision {self.precision.name} ({self.precision.reason}), "
+            f"{torch.get_num_threads()} thread(s)",
+        ))  # fmt: skip
+
+    def _progress_bar(self, start: int) -> Any:
+        if not (self.runtime.is_main and self.config.progress):
+            return None
+        from tqdm import tqdm
+
+        interactive = sys.stderr.isatty()  # in a log file, a line every 30 s is plenty
+        return tqdm(total=self.total_steps, initial=start, desc=self.config.task, unit="step",
+                    dynamic_ncols=True, file=sys.stderr,
+                    mininterval=0.5 if interactive else 30.0)  # fmt: skip
+
+    def _log_metrics(self, window: _Window) -> None:
+        if not self.runtime.is_main:
+            return
+        means = window.means()
+        record = {
+            "step": self.step,
+            "epoch": round(self.step / self.steps_per_epoch, 4),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **{f"loss/{k}" if k in (*OBJECTIVES, "total") else k: v for k, v in means.items() if k != "lr"},
+            "samples_per_s": round(window.samples_per_second(), 3),
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        with (self.out / METRICS_NAME).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("step",):
+                    self._writer.add_scalar(key, value, self.step)
+            self._writer.flush()
+
+    def _finish(
+        self, start: int, started: float, losses: dict[str, float], interrupted: str | None
+    ) -> TrainResult:
+        seconds = time.perf_counter() - started
+        result = TrainResult(
+            out=self.out, steps=self.step, total_steps=self.total_steps, seconds=seconds, losses=losses,
+            checkpoint=self.last_checkpoint, interrupted=interrupted,
+        )  # fmt: skip
+        if self.runtime.is_main:
+            print(
+                summary_line(result, self.config.task, self.step - start, self.config.batch_size), flush=True
+            )
+        return result
+
+
+def summary_line(result: TrainResult, task: str, steps_run: int, batch: int) -> str:
+    """``mvlt pretrain: 30/30 steps in 12.1 s (19.8 samples/s) | loss 2.31 (mir 0.04, ...) | model: out``."""
+    rate = steps_run * batch / result.seconds if result.seconds > 0 else 0.0
+    parts = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items() if k in OBJECTIVES)
+    loss = f"loss {result.losses['total']:.4g} ({parts})" if "total" in result.losses else "no loss logged"
+    state = f"interrupted by {result.interrupted} at step" if result.interrupted else "done:"
+    resume = " (continue with --resume)" if result.interrupted else ""
+    return (
+        f"mvlt {task} {state} {result.steps}/{result.total_steps} steps in {result.seconds:.1f} s "
+        f"({rate:.1f} samples/s) | {loss} | model: {result.out} | checkpoint: {result.checkpoint}{resume}"
+    )
+
+
+class _Window:
+    """Running sums of the step metrics between two log lines."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps, self.samples, self.seconds = 0, 0, 0.0
+
+    def add(self, metrics: Mapping[str, float], samples: int, seconds: float) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.steps += 1
+        self.samples += samples
+        self.seconds += seconds
+
+    def means(self) -> dict[str, float]:
+        return {k: v / self.steps for k, v in self.sums.items()} if self.steps else {}
+
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds else 0.0
+
+    def postfix(self, lr: float) -> str:
+        means = self.means()
+        parts = " ".join(f"{k} {means[k]:.3f}" for k in (*OBJECTIVES, "total") if k in means)
+        return f"{parts} lr {lr:.2e} {self.samples_per_second():.1f} samples/s"
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch's tensors on ``device`` (product ids and other non-tensors stay behind)."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
