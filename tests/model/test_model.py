@@ -161,6 +161,9 @@ def test_match_probability_is_the_itm_path_only(nano: mvlt.MVLT) -> None:
                 h.remove()
     assert prob.shape == (3,)
     torch.testing.assert_close(prob, full)
+    with torch.no_grad():
+        logits = nano.itm_logits(out)
+        torch.testing.assert_close(nano.match_score(*args), logits[:, 1] - logits[:, 0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("mask_padding", [True, False])

@@ -142,3 +142,16 @@ def test_explicit_bf16_runs_on_cpu(tmp_path: Path, tokenizer_dir: Path):
     """``--precision bf16`` works everywhere (``auto`` avoids it on CPUs without native bf16)."""
     result = train(tiny_config(tmp_path / "bf16", tokenizer_dir, steps=1, batch_size=4, precision="bf16"))
     assert result.steps == 1 and torch.isfinite(torch.tensor(result.losses["total"]))
+
+
+def test_time_budget_stops_with_a_resumable_checkpoint(
+    tmp_path: Path, tokenizer_dir: Path, monkeypatch
+) -> None:
+    """``max_minutes`` ends the run after the current step, with a checkpoint and no error."""
+    import mvlt.train.engine as engine
+
+    clock = iter(range(0, 100_000, 40))  # every perf_counter call advances 40 s
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: float(next(clock)))
+    result = train(tiny_config(tmp_path / "run", tokenizer_dir, steps=50, max_minutes=2.0))
+    assert result.interrupted == engine.TIME_BUDGET
+    assert 0 < result.steps < 50 and result.checkpoint is not None and result.checkpoint.exists()

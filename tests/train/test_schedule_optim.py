@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import mvlt
+from mvlt.runtime import cpu_has_native_bf16
 from mvlt.train import WarmupCosine, lr_scheduler, resolve_precision
 from mvlt.train.optim import build_optimizer, param_groups
-from mvlt.train.precision import cpu_has_native_bf16
 from mvlt.train.schedule import warmup_steps
 
 

@@ -195,12 +195,25 @@ class MVLT(nn.Module):
         )
 
     # ---------------------------------------------------------------------------- inference API
+    def match_score(
+        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``B`` ITM log-odds ``logit[match] - logit[no match]``: the ITM path only, head in fp32.
+
+        Ranks exactly like ``match_probability`` (its sigmoid) without the ties that probabilities
+        create: they round to 1.0 once the margin passes ~17 in fp32, and a bf16 head collapses
+        them to a handful of values. Retrieval ranks with this.
+        """
+        cls = self.forward_cls(images, input_ids, attention_mask)
+        with torch.autocast(device_type=cls.device.type, enabled=False):
+            logits = self.itm_head(cls.float())
+        return logits[:, 1] - logits[:, 0]
+
     def match_probability(
         self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``B`` probabilities that each text describes its image. Runs only the ITM path."""
-        logits = self.itm_head(self.forward_cls(images, input_ids, attention_mask))
-        return logits.float().softmax(dim=-1)[:, 1]
+        """``B`` probabilities that each text describes its image (softmax of the ITM logits)."""
+        return torch.sigmoid(self.match_score(images, input_ids, attention_mask))
 
     def classify(
         self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None

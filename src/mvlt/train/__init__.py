@@ -5,10 +5,10 @@
 line is ``mvlt pretrain`` / ``mvlt finetune`` (:mod:`mvlt.train.cli`).
 """
 
+from ..runtime import resolve_precision
 from .checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from .config import ConfigError, TrainConfig, load_config
 from .engine import NonFiniteLossError, RunExistsError, TrainResult, finetune, pretrain, train
-from .precision import resolve_precision
 from .schedule import WarmupCosine, lr_scheduler
 
 __all__ = [

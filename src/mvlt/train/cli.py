@@ -43,6 +43,13 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--accumulation", "accumulation", int, "N", "micro-batches per optimizer step"),
     ("--steps", "steps", int, "N", "optimizer steps (wins over --epochs)"),
     ("--epochs", "epochs", float, "N", "passes over the training split (default 1)"),
+    (
+        "--max-minutes",
+        "max_minutes",
+        float,
+        "M",
+        "stop (with a checkpoint) after M minutes; --resume continues",
+    ),
     ("--lr", "lr", float, "X", "peak learning rate (default: 2.5e-4 x batch / 512, released code)"),
     ("--base-lr", "base_lr", float, "X", "lr per 512 samples when --lr is not given"),
     ("--min-lr", "min_lr", float, "X", "floor of the cosine decay"),

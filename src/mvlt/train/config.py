@@ -88,6 +88,9 @@ class TrainConfig:
     epochs: float | None = None
     """Passes over the training split (an epoch is ``len(split) // batch_size`` steps; the last
     partial batch is dropped). Released: 150. Default when neither is given: 1 epoch (ours)."""
+    max_minutes: float | None = None
+    """Wall-clock budget of one invocation: when it is spent, the run finishes its step, saves a
+    checkpoint and stops (exit 0, ``--resume`` continues). The schedule still spans ``steps``."""
 
     # --------------------------------------------------------------------------- optimiser
     lr: float | None = None

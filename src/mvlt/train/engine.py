@@ -41,6 +41,7 @@ from ..model.config import OBJECTIVES, LossWeights
 from ..model.io import load_state_checked, read_config
 from ..model.mvlt import MVLT
 from ..model.registry import get_config
+from ..runtime import resolve_precision
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import ResumableSampler, build_dataset, epoch_loader, open_training_catalogue, resolve_tokenizer
@@ -54,7 +55,6 @@ from .distributed import (
     init_runtime,
 )
 from .optim import build_optimizer
-from .precision import resolve_precision
 from .schedule import WarmupCosine, warmup_steps
 
 COUNTED_LOSSES = {"mlm": "mlm_labels", "category": "category_labels", "subcategory": "subcategory_labels"}
@@ -118,6 +118,10 @@ def finetune(config: TrainConfig, *, resume: bool = False, overwrite: bool = Fal
 
 
 # --------------------------------------------------------------------------------- signals
+TIME_BUDGET = "time budget"
+"""``TrainResult.interrupted`` when ``max_minutes`` ran out (not a signal: exit code 0)."""
+
+
 class _StopFlag:
     """SIGTERM/SIGINT set a flag; the loop finishes its step, saves and exits. A second SIGINT
     interrupts at once (the default behaviour)."""
@@ -360,6 +364,8 @@ class Trainer:
             with _StopFlag() as stop:
                 for micro in self._remaining_steps():
                     t0 = time.perf_counter()
+                    if cfg.max_minutes is not None and t0 - started >= 60 * cfg.max_minutes:
+                        stop.signal = stop.signal or TIME_BUDGET
                     metrics, stop_now = self._train_step(micro, stop)
                     self.step += 1
                     window.add(metrics, cfg.batch_size, time.perf_counter() - t0)

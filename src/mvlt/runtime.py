@@ -1,4 +1,5 @@
-"""Which arithmetic a run uses: fp32, bf16 autocast, or fp16 autocast with a gradient scaler.
+"""Where and in which arithmetic training and evaluation run: the device, and fp32, bf16
+autocast, or fp16 autocast with a gradient scaler.
 
 ``auto`` picks bf16 only where it is fast: on CUDA devices that support it, and on CPUs with
 native bf16 instructions (AVX512-BF16 or AMX). Elsewhere bf16 matmuls are emulated: measured on
@@ -40,11 +41,14 @@ class Precision:
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
 
-@lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> str | None:
-    """The first native-bf16 flag in ``/proc/cpuinfo`` (None when absent or unreadable)."""
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@lru_cache(maxsize=4)
+def cpu_has_native_bf16(cpuinfo: Path = CPUINFO) -> str | None:
+    """The first native-bf16 flag in ``cpuinfo`` (None when absent or unreadable)."""
     try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
     for line in text.splitlines():
@@ -54,7 +58,19 @@ def cpu_has_native_bf16() -> str | None:
     return None
 
 
-def resolve_precision(requested: str, device: torch.device) -> Precision:
+def resolve_device(requested: str = "auto") -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``, with clear errors."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {requested}: CUDA is not available on this machine")
+    try:
+        return torch.device(requested)
+    except RuntimeError as err:
+        raise ValueError(f"--device {requested!r} is not a device ({err})") from err
+
+
+def resolve_precision(requested: str, device: torch.device, cpuinfo: Path = CPUINFO) -> Precision:
     """Turn ``--precision`` into a :class:`Precision` for ``device``, with the reason."""
     kind = device.type
     if requested == "fp32":
@@ -77,7 +93,7 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
         return Precision(
             "fp32", "auto: the CUDA device has no bf16 (pass --precision fp16 for mixed precision)", kind
         )
-    flag = cpu_has_native_bf16()
+    flag = cpu_has_native_bf16(cpuinfo)
     if kind == "cpu" and flag:
         return Precision("bf16", f"auto: the CPU has native bf16 ({flag})", kind)
     return Precision(

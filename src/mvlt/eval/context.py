@@ -1,0 +1,108 @@
+"""What every evaluation task shares: the model on its device, the precision, and cached inputs.
+
+Scoring 1,000 queries x 101 candidates x 2 directions means ~200,000 forward passes over a few
+thousand distinct images and texts, so each image is decoded and prepared once (kept as uint8,
+4x smaller than float, within a memory bound) and each text is tokenized once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..data.batches import pad_sequences
+from ..data.images import prepare_image
+
+log = logging.getLogger("mvlt.eval")
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class EvalContext:
+    """The model, the catalogue and how inputs are made; tasks read their inputs through it.
+
+    ``image(row)`` is the prepared ``3 x S x S`` float image of catalogue row ``row``;
+    ``token_ids(row)`` its text as ``[CLS] ... [SEP]`` ids, cut to the model's text length.
+    """
+
+    model: Any
+    catalogue: Any
+    tokenizer: Any
+    device: torch.device
+    precision: str = "fp32"
+    image_size: int = 256
+    resize: str = "pad"
+    batch_size: int = 64
+    cache_bytes: int = 2 << 30
+    progress: bool = False
+    _images: OrderedDict[int, torch.Tensor] = field(default_factory=OrderedDict, repr=False)
+    _image_bytes: int = field(default=0, repr=False)
+    _tokens: dict[int, list[int]] = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------------------- precision
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast when the precision is bf16, else nothing (plain fp32)."""
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ---------------------------------------------------------------------------------- inputs
+    def image(self, row: int) -> torch.Tensor:
+        """Prepared float image of ``row``; cached as uint8 (exact: prepared pixels are k/255)."""
+        cached = self._images.get(row)
+        if cached is not None:
+            self._images.move_to_end(row)
+            return cached.float().div_(255.0)
+        img = prepare_image(self.catalogue[row].image, self.image_size, resize=self.resize)
+        packed = img.mul(255.0).round_().to(torch.uint8)
+        self._images[row] = packed
+        self._image_bytes += packed.numel()
+        while self._image_bytes > self.cache_bytes and len(self._images) > 1:
+            _, evicted = self._images.popitem(last=False)
+            self._image_bytes -= evicted.numel()
+        return img
+
+    def images(self, rows: Sequence[int]) -> torch.Tensor:
+        return torch.stack([self.image(r) for r in rows])
+
+    def token_ids(self, row: int) -> list[int]:
+        ids = self._tokens.get(row)
+        if ids is None:
+            self.tokenize_rows([row])
+            ids = self._tokens[row]
+        return ids
+
+    def tokenize_rows(self, rows: Sequence[int]) -> None:
+        """Tokenize the texts of ``rows`` not seen yet, in one batch call."""
+        todo = sorted({int(r) for r in rows} - self._tokens.keys())
+        if not todo:
+            return
+        limit = int(self.model.config.max_text_len)
+        encoded = self.tokenizer.encode_batch([self.catalogue.texts[r] for r in todo])
+        for row, ids in zip(todo, encoded):
+            if len(ids) > limit:  # keep [CLS] ... and end with [SEP], as the tokenizer would
+                ids = [*ids[: limit - 1], self.tokenizer.sep_id]
+            self._tokens[row] = list(ids)
+
+    def texts(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input_ids, attention_mask)``, right-padded to the longest text of ``rows``."""
+        seqs = [self.token_ids(r) for r in rows]
+        ids = pad_sequences(seqs, self.tokenizer.pad_id)
+        return ids, pad_sequences([[1] * len(s) for s in seqs], 0, ids.shape[1])
+
+    def batch(self, image_rows: Sequence[int], text_rows: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """``(images, input_ids, attention_mask)`` of the given rows, on the model's device."""
+        images = self.images(image_rows)
+        ids, mask = self.texts(text_rows)
+        return tuple(t.to(self.device, non_blocking=True) for t in (images, ids, mask))
+
+    def batches(self, n: int) -> Iterator[slice]:
+        for start in range(0, n, self.batch_size):
+            yield slice(start, min(start + self.batch_size, n))

@@ -1,0 +1,553 @@
+"""Text-to-image and image-to-text retrieval under the 1 + K protocol (FashionBERT's, K = 100).
+
+The protocol, every choice explicit and recorded:
+
+- **Queries** are products drawn with a seed from the evaluation split (several rows of one product,
+  e.g. Fashion-Gen poses, count once; the product's first row stands for it).
+- **Candidates** are the positive (the query product itself) and ``K`` negatives: *other products*
+  (a different ``product_id`` and not the same text, compared lower-cased with whitespace collapsed)
+  of the *same sub-category*. When the sub-category has too few, the top-up rule fills the list:
+  ``category`` (the same main category, then anywhere), ``any`` (anywhere) or ``skip`` (drop the
+  query). A query is *topped up* when any of its negatives comes from another sub-category.
+- **Both directions use the same lists**: TIR scores the query's text against the candidates'
+  images, ITR the query's image against the candidates' texts, so the two numbers are paired.
+- **Scores** come from the ITM head only (no MLM, no decoder). By default the ITM log-odds
+  ``logit[match] - logit[no match]``, computed in fp32 from the [CLS] feature: it ranks exactly as
+  ``match_probability`` does, but a float32 probability saturates at 1.0 once the margin passes ~17
+  and bf16 logits collapse close scores into a few values, and either would manufacture ties.
+  ``probability`` scores with ``match_probability`` itself. Each distinct (image, text) pair is
+  scored once: the positive pair is shared by TIR and ITR, and small sub-categories repeat pairs.
+- **Ties cannot flatter**: ``pessimistic`` ranks the positive 1 + #negatives scoring >= it, so a
+  constant scorer gets R@1 = 0. ``optimistic`` is a stable descending sort of the list as stored
+  (the positive first in our lists), which is what the released code did.
+- The lists are saved as JSON and can be re-run exactly (``--candidates``), also lists made elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..fileio import atomic_write_text
+from . import names
+
+log = logging.getLogger("mvlt.eval")
+
+TOPUP_RULES = ("category", "any", "skip")
+TIE_RULES = ("pessimistic", "optimistic")
+FILE_FORMAT = "mvlt-retrieval-candidates"
+FILE_VERSION = 1
+
+SCORES = ("log_odds", "probability")
+Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(images B x 3 x H x W, input_ids B x L, attention_mask B x L) -> B scores``, higher = the text
+more likely describes the image (match probabilities, ITM log-odds, or a test's fake)."""
+
+
+class PairInputs(Protocol):
+    """Makes model inputs from catalogue rows (:class:`~mvlt.eval.context.EvalContext` is one)."""
+
+    def token_ids(self, row: int) -> list[int]: ...
+
+    def batch(self, image_rows: Sequence[int], text_rows: Sequence[int]) -> tuple[torch.Tensor, ...]: ...
+
+
+@dataclass(frozen=True)
+class RetrievalProtocol:
+    """The options of the 1 + K protocol (defaults: the paper's 1,000 queries, 1 + 100)."""
+
+    queries: int = 1000
+    repeats: int = 1
+    negatives: int = 100
+    topup: str = "category"
+    ties: str = "pessimistic"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.queries < 1:
+            raise ValueError(f"--queries must be >= 1, got {self.queries}")
+        if self.repeats < 1:
+            raise ValueError(f"--repeats must be >= 1, got {self.repeats}")
+        if self.negatives < 1:
+            raise ValueError(f"--negatives must be >= 1, got {self.negatives}")
+        if self.topup not in TOPUP_RULES:
+            raise ValueError(f"--topup must be one of {TOPUP_RULES}, got {self.topup!r}")
+        if self.ties not in TIE_RULES:
+            raise ValueError(f"--ties must be one of {TIE_RULES}, got {self.ties!r}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class CandidateList:
+    """One query: its product id, the candidate product ids (the positive included) and where the
+    positive sits. ``rows`` are the catalogue rows the candidates are read from (one per candidate);
+    ``topped_up`` counts negatives from outside the query's sub-category."""
+
+    query: str
+    candidates: tuple[str, ...]
+    positive_index: int = 0
+    rows: tuple[int, ...] | None = None
+    topped_up: int = 0
+
+    @property
+    def query_row(self) -> int:
+        if self.rows is None:
+            raise ValueError(f"query {self.query}: candidate rows are not resolved against a catalogue")
+        return self.rows[self.positive_index]
+
+    @property
+    def negatives(self) -> int:
+        return len(self.candidates) - 1
+
+
+@dataclass
+class CandidateSet:
+    """All candidate lists of a run: one list of queries per repeat, the queries the ``skip`` rule
+    dropped, and the protocol options that produced them (recorded in the JSON file)."""
+
+    repeats: list[list[CandidateList]]
+    skipped: list[list[str]] = field(default_factory=list)
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_queries(self) -> int:
+        return sum(len(r) for r in self.repeats)
+
+    @property
+    def num_topped_up(self) -> int:
+        return sum(1 for r in self.repeats for c in r if c.topped_up)
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(len(s) for s in self.skipped)
+
+    @property
+    def negatives(self) -> int:
+        """K of the lists (the largest, if lists made elsewhere differ)."""
+        return max((c.negatives for r in self.repeats for c in r), default=0)
+
+
+# ------------------------------------------------------------------------------------- sampling
+def normalise_text(text: str) -> str:
+    """Texts that tokenize the same are the same text: lower-cased, whitespace collapsed."""
+    return " ".join(text.lower().split())
+
+
+def _codes(values: Sequence[str]) -> np.ndarray:
+    """Integer codes of string values (equal strings, equal codes) for vectorised comparisons."""
+    index: dict[str, int] = {}
+    return np.array([index.setdefault(v, len(index)) for v in values], dtype=np.int64)
+
+
+def product_rows(product_ids: Sequence[str]) -> dict[str, int]:
+    """Each product's representative row: its first row in catalogue order."""
+    rows: dict[str, int] = {}
+    for row, pid in enumerate(product_ids):
+        rows.setdefault(pid, row)
+    return rows
+
+
+def sample_candidates(
+    product_ids: Sequence[str],
+    texts: Sequence[str],
+    subcategories: Sequence[str],
+    categories: Sequence[str],
+    protocol: RetrievalProtocol,
+) -> CandidateSet:
+    """Draw the query products and their candidate lists, ``protocol.repeats`` times.
+
+    Pure function of the metadata lists and the seed: the queries of repeat ``r`` come from
+    ``default_rng([seed, r, 0])`` and the negatives of query product ``q`` from
+    ``default_rng([seed, r, 1, q])``, so a query's list does not depend on how many queries are
+    drawn. The positive is at index 0.
+    """
+    if not len(product_ids) == len(texts) == len(subcategories) == len(categories):
+        raise ValueError("sample_candidates: the metadata lists must have the same length")
+    reps = product_rows(product_ids)
+    pids = list(reps)
+    rows = np.array([reps[p] for p in pids], dtype=np.int64)
+    text = _codes([normalise_text(texts[r]) for r in rows])
+    sub = _codes([subcategories[r] for r in rows])
+    cat = _codes([categories[r] for r in rows])
+    k, n = protocol.negatives, len(pids)
+    if n < 2:
+        raise ValueError(f"retrieval needs at least 2 products in the evaluation split, found {n}")
+    repeats: list[list[CandidateList]] = []
+    skipped: list[list[str]] = []
+    for r in range(protocol.repeats):
+        order = np.random.default_rng([protocol.seed, r, 0]).permutation(n)[: min(protocol.queries, n)]
+        lists, dropped = [], []
+        for q in order.tolist():
+            rng = np.random.default_rng([protocol.seed, r, 1, q])
+            eligible = text != text[q]  # also excludes q itself
+            same_sub = sub == sub[q]
+            tiers = [np.flatnonzero(eligible & same_sub)]
+            if len(tiers[0]) < k and protocol.topup == "skip":
+                dropped.append(pids[q])
+                continue
+            if protocol.topup == "category":
+                same_cat = cat == cat[q]
+                tiers += [np.flatnonzero(eligible & ~same_sub & same_cat)]
+                tiers += [np.flatnonzero(eligible & ~same_sub & ~same_cat)]
+            elif protocol.topup == "any":
+                tiers += [np.flatnonzero(eligible & ~same_sub)]
+            chosen: list[np.ndarray] = []
+            need = k
+            for tier in tiers:
+                take = tier if len(tier) <= need else rng.choice(tier, size=need, replace=False)
+                chosen.append(rng.permutation(take))
+                need -= len(take)
+                if need == 0:
+                    break
+            if need:
+                raise ValueError(
+                    f"query product {pids[q]}: only {k - need} other products with a different text "
+                    f"exist in the evaluation split; use --negatives {k - need} or fewer"
+                )
+            negatives = np.concatenate(chosen)
+            lists.append(
+                CandidateList(
+                    query=pids[q],
+                    candidates=(pids[q], *(pids[i] for i in negatives.tolist())),
+                    positive_index=0,
+                    rows=(int(rows[q]), *(int(rows[i]) for i in negatives.tolist())),
+                    topped_up=k - len(tiers[0]) if len(tiers[0]) < k else 0,
+                )
+            )
+        repeats.append(lists)
+        skipped.append(dropped)
+    record = {**asdict(protocol), "products": n, "text_rule": "different product_id and normalised text"}
+    return CandidateSet(repeats, skipped, record)
+
+
+# ----------------------------------------------------------------------------------- file I/O
+def save_candidates(cset: CandidateSet, path: str | Path) -> Path:
+    """Write the lists as JSON: the protocol, then one query per line (diff- and grep-friendly)."""
+    lines = [
+        "{",
+        f'"format": "{FILE_FORMAT}", "version": {FILE_VERSION},',
+        f'"protocol": {json.dumps(cset.protocol, sort_keys=True)},',
+        '"repeats": [',
+    ]
+    for r, queries in enumerate(cset.repeats):
+        skipped = cset.skipped[r] if r < len(cset.skipped) else []
+        lines.append(f'{{"repeat": {r}, "skipped": {json.dumps(skipped)}, "queries": [')
+        entries = []
+        for c in queries:
+            entry: dict[str, Any] = {
+                "query": c.query,
+                "positive_index": c.positive_index,
+                "topped_up": c.topped_up,
+                "candidates": list(c.candidates),
+            }
+            if c.rows is not None:
+                entry["rows"] = list(c.rows)
+            entries.append(json.dumps(entry))
+        lines.append(",\n".join(entries))
+        lines.append("]}" + ("," if r < len(cset.repeats) - 1 else ""))
+    lines += ["]", "}"]
+    return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def load_candidates(path: str | Path) -> CandidateSet:
+    """Read lists written by :func:`save_candidates` or made elsewhere.
+
+    Accepted shapes: ``{"repeats": [{"queries": [...]}, ...]}``, ``{"repeats": [[...], ...]}``,
+    ``{"queries": [...]}`` or a bare list of queries. A query is ``{"query": id, "candidates":
+    [ids], "positive_index": i}``; without ``positive_index`` the query id must occur exactly once
+    among the candidates. ``rows`` (catalogue rows) are optional and checked when resolved.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--candidates file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"--candidates {path} is not valid JSON: {err}") from err
+    protocol: dict[str, Any] = {}
+    if isinstance(data, dict):
+        protocol = dict(data.get("protocol") or {})
+        if "repeats" in data:
+            raw_repeats = data["repeats"]
+        elif "queries" in data:
+            raw_repeats = [data]
+        else:
+            raise ValueError(f"--candidates {path}: expected a 'repeats' or 'queries' key")
+    elif isinstance(data, list):
+        raw_repeats = [data]
+    else:
+        raise ValueError(f"--candidates {path}: expected a JSON object or list")
+    repeats, skipped = [], []
+    for r, raw in enumerate(raw_repeats):
+        queries = raw.get("queries") if isinstance(raw, dict) else raw
+        if not isinstance(queries, list):
+            raise ValueError(f"--candidates {path}: repeat {r} has no list of queries")
+        skipped.append([str(s) for s in raw.get("skipped", [])] if isinstance(raw, dict) else [])
+        repeats.append([_parse_query(q, f"{path}, repeat {r}, query {i}") for i, q in enumerate(queries)])
+    if not any(repeats):
+        raise ValueError(f"--candidates {path} holds no queries")
+    return CandidateSet(repeats, skipped, {**protocol, "candidates_file": str(path)})
+
+
+def _parse_query(entry: Any, where: str) -> CandidateList:
+    if not isinstance(entry, dict) or "query" not in entry or "candidates" not in entry:
+        raise ValueError(f"{where}: expected an object with 'query' and 'candidates'")
+    query, candidates = str(entry["query"]), tuple(str(c) for c in entry["candidates"])
+    if len(candidates) < 2:
+        raise ValueError(f"{where}: needs the positive and at least one negative")
+    if "positive_index" in entry:
+        pos = int(entry["positive_index"])
+        if not 0 <= pos < len(candidates) or candidates[pos] != query:
+            raise ValueError(f"{where}: candidates[positive_index={pos}] is not the query {query}")
+    elif candidates.count(query) == 1:
+        pos = candidates.index(query)
+    else:
+        raise ValueError(f"{where}: no positive_index and the query {query} is not among the candidates once")
+    if candidates.count(query) != 1:
+        raise ValueError(f"{where}: the query product {query} occurs more than once among its candidates")
+    rows = entry.get("rows")
+    if rows is not None and len(rows) != len(candidates):
+        raise ValueError(f"{where}: 'rows' has {len(rows)} entries for {len(candidates)} candidates")
+    return CandidateList(query, candidates, pos, tuple(int(x) for x in rows) if rows is not None else None)
+
+
+def resolve_candidates(
+    cset: CandidateSet, product_ids: Sequence[str], subcategories: Sequence[str]
+) -> CandidateSet:
+    """Point loaded lists at this catalogue's rows and recount the top-ups.
+
+    Given rows are kept when they hold the named product (so lists can pick a specific image of a
+    product); otherwise, and when absent, the product's first row is used. A product id the
+    catalogue does not hold is an error naming the query.
+    """
+    reps = product_rows(product_ids)
+    n = len(product_ids)
+    repeats = []
+    for r, queries in enumerate(cset.repeats):
+        resolved = []
+        for i, c in enumerate(queries):
+            rows = []
+            for j, pid in enumerate(c.candidates):
+                given = c.rows[j] if c.rows is not None else None
+                if given is not None and 0 <= given < n and product_ids[given] == pid:
+                    rows.append(given)
+                elif pid in reps:
+                    rows.append(reps[pid])
+                else:
+                    raise ValueError(
+                        f"candidate lists, repeat {r}, query {i} ({c.query}): product {pid} is not in the "
+                        "evaluation catalogue (wrong --data or --split?)"
+                    )
+            query_sub = subcategories[rows[c.positive_index]]
+            topped = sum(
+                1 for j, row in enumerate(rows) if j != c.positive_index and subcategories[row] != query_sub
+            )
+            resolved.append(CandidateList(c.query, c.candidates, c.positive_index, tuple(rows), topped))
+        repeats.append(resolved)
+    return CandidateSet(repeats, cset.skipped, cset.protocol)
+
+
+# -------------------------------------------------------------------------------------- scoring
+def required_pairs(cset: CandidateSet, directions: Iterable[str] = names.DIRECTIONS) -> set[tuple[int, int]]:
+    """The distinct ``(image_row, text_row)`` pairs the lists need, over all repeats."""
+    pairs: set[tuple[int, int]] = set()
+    for queries in cset.repeats:
+        for c in queries:
+            q = c.query_row
+            for direction in directions:
+                if direction == "tir":
+                    pairs.update((row, q) for row in c.rows or ())
+                else:
+                    pairs.update((q, row) for row in c.rows or ())
+    return pairs
+
+
+def score_pairs(
+    pairs: Iterable[tuple[int, int]],
+    inputs: PairInputs,
+    scorer: Scorer,
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[tuple[int, int], float]:
+    """Score each ``(image_row, text_row)`` pair once, in batches of similar text length (less padding)."""
+    order = sorted(pairs, key=lambda p: (len(inputs.token_ids(p[1])), p[1], p[0]))
+    scores: dict[tuple[int, int], float] = {}
+    bar = tqdm(total=len(order), desc="scoring pairs", unit="pair", disable=not progress, leave=False)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        images, ids, mask = inputs.batch([p[0] for p in chunk], [p[1] for p in chunk])
+        probs = scorer(images, ids, mask).detach().float().cpu().reshape(-1)
+        if probs.numel() != len(chunk):
+            raise ValueError(f"the scorer returned {probs.numel()} scores for a batch of {len(chunk)} pairs")
+        scores.update(zip(chunk, probs.tolist()))
+        bar.update(len(chunk))
+    bar.close()
+    return scores
+
+
+def model_scorer(model: Any, kind: str = "log_odds", autocast: Callable[[], Any] | None = None) -> Scorer:
+    """The evaluator's scorer: ``model.match_score`` (ITM log-odds, default) or
+    ``model.match_probability``; both run the ITM path only, the head in fp32.
+
+    ``autocast`` (a context-manager factory) wraps the call.
+    """
+    if kind not in SCORES:
+        raise ValueError(f"--score must be one of {SCORES}, got {kind!r}")
+    context = autocast or contextlib.nullcontext
+
+    def probability(images: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with context():
+            return model.match_probability(images, input_ids, mask)
+
+    def log_odds(images: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with context():
+            return model.match_score(images, input_ids, mask)
+
+    return log_odds if kind == "log_odds" else probability
+
+
+def positive_rank(scores: np.ndarray, positive_index: int, ties: str = "pessimistic") -> int:
+    """Rank (1 = best) of ``scores[positive_index]`` among the candidates.
+
+    ``pessimistic``: 1 + the number of negatives scoring >= the positive (a tie never helps).
+    ``optimistic``: the positive's place in a stable descending sort of the list as given.
+    NaN scores count as -inf, so a broken model cannot rank first by producing NaN.
+    """
+    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    pos = s[positive_index]
+    others = np.arange(len(s)) != positive_index
+    if ties == "pessimistic":
+        return 1 + int(np.sum((s >= pos) & others))
+    if ties == "optimistic":
+        before = np.arange(len(s)) < positive_index
+        return 1 + int(np.sum(s > pos)) + int(np.sum((s == pos) & before))
+    raise ValueError(f"unknown tie rule {ties!r}; expected one of {TIE_RULES}")
+
+
+def tied_negatives(scores: np.ndarray, positive_index: int) -> int:
+    """How many negatives score exactly the positive's score (what the tie rule decides)."""
+    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    return int(np.sum(s == s[positive_index])) - 1
+
+
+def list_scores(c: CandidateList, direction: str, scores: dict[tuple[int, int], float]) -> np.ndarray:
+    """The candidates' scores for one query: TIR pairs (candidate image, query text), ITR the mirror."""
+    q, rows = c.query_row, c.rows or ()
+    keys = [(row, q) for row in rows] if direction == "tir" else [(q, row) for row in rows]
+    return np.array([scores[k] for k in keys], dtype=np.float64)
+
+
+def recall_metrics(ranks: Sequence[np.ndarray], direction: str, negatives: int) -> dict[str, float]:
+    """R@1/5/10, SumR and mean rank, averaged over repeats (with ``_std`` when there are several)."""
+    per_repeat: dict[str, list[float]] = {}
+    for r in ranks:
+        r = np.asarray(r)
+        if r.size == 0:
+            continue
+        values = {names.recall(direction, k, negatives): float(np.mean(r <= k)) for k in names.RECALL_KS}
+        values[names.sum_recall(direction, negatives)] = 100.0 * (
+            values[names.recall(direction, 5, negatives)] + values[names.recall(direction, 10, negatives)]
+        )
+        values[names.mean_rank(direction, negatives)] = float(np.mean(r))
+        for name, value in values.items():
+            per_repeat.setdefault(name, []).append(value)
+    out: dict[str, float] = {}
+    for name, values in per_repeat.items():
+        out[name] = float(np.mean(values))
+        if len(ranks) > 1:
+            out[names.std(name)] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+@dataclass
+class RetrievalOutcome:
+    """Ranks and scores per direction and repeat, the metrics, and how fast scoring ran."""
+
+    candidates: CandidateSet
+    ranks: dict[str, list[np.ndarray]]
+    scores: dict[str, list[list[np.ndarray]]]
+    metrics: dict[str, float]
+    pairs_needed: int
+    pair_slots: int
+    seconds: float
+
+    @property
+    def pairs_per_s(self) -> float:
+        return self.pairs_needed / self.seconds if self.seconds > 0 else float("nan")
+
+
+def run_retrieval(
+    catalogue: Any,
+    inputs: PairInputs,
+    scorer: Scorer,
+    protocol: RetrievalProtocol,
+    *,
+    candidates: CandidateSet | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+    directions: Sequence[str] = names.DIRECTIONS,
+) -> RetrievalOutcome:
+    """Sample (or resolve the given) candidate lists, score them, rank the positives, compute metrics.
+
+    ``catalogue`` needs the metadata lists ``product_ids``, ``texts``, ``subcategories`` and
+    ``categories``; ``inputs`` makes model inputs from rows; ``scorer`` gives match probabilities.
+    """
+    if candidates is None:
+        cset = sample_candidates(
+            catalogue.product_ids, catalogue.texts, catalogue.subcategories, catalogue.categories, protocol
+        )
+    else:
+        cset = resolve_candidates(candidates, catalogue.product_ids, catalogue.subcategories)
+    if cset.num_queries == 0:
+        raise ValueError(
+            f"no retrieval query is left: the {protocol.topup!r} top-up rule dropped all "
+            f"{cset.num_skipped} (too few products per sub-category for --negatives {protocol.negatives})"
+        )
+    pairs = required_pairs(cset, directions)
+    slots = sum(len(c.candidates) for r in cset.repeats for c in r) * len(directions)
+    start = time.perf_counter()
+    scores = score_pairs(pairs, inputs, scorer, batch_size=batch_size, progress=progress)
+    seconds = time.perf_counter() - start
+    ranks: dict[str, list[np.ndarray]] = {}
+    per_query: dict[str, list[list[np.ndarray]]] = {}
+    metrics: dict[str, float] = {}
+    k = cset.negatives
+    for direction in directions:
+        per_query[direction] = [[list_scores(c, direction, scores) for c in r] for r in cset.repeats]
+        ranks[direction] = [
+            np.array(
+                [positive_rank(s, c.positive_index, protocol.ties) for s, c in zip(rs, r)], dtype=np.int64
+            )
+            for rs, r in zip(per_query[direction], cset.repeats)
+        ]
+        metrics.update(recall_metrics(ranks[direction], direction, k))
+        tied = [tied_negatives(sc, c.positive_index) for rs, r in zip(per_query[direction], cset.repeats)
+                for sc, c in zip(rs, r)]  # fmt: skip
+        metrics[names.tied(direction, k)] = float(np.mean(tied))
+    metrics[names.retrieval_count("queries", k)] = cset.num_queries
+    metrics[names.retrieval_count("topped_up", k)] = cset.num_topped_up
+    metrics[names.retrieval_count("skipped", k)] = cset.num_skipped
+    metrics[names.RETRIEVAL_PAIRS_SCORED] = len(pairs)
+    metrics[names.RETRIEVAL_PAIRS_PER_S] = len(pairs) / seconds if seconds > 0 else float("nan")
+    log.info(
+        "retrieval: %d queries x %d repeat(s), %d distinct pairs (%d slots) scored in %.1f s (%.1f pairs/s)",
+        cset.num_queries,
+        len(cset.repeats),
+        len(pairs),
+        slots,
+        seconds,
+        metrics[names.RETRIEVAL_PAIRS_PER_S],
+    )
+    return RetrievalOutcome(cset, ranks, per_query, metrics, len(pairs), slots, seconds)

@@ -1,0 +1,425 @@
+"""``evaluate(model, catalogue, tasks, options, out_dir)``: run the downstream tasks, write the files.
+
+Writes into ``out_dir``: ``metrics.json`` (a flat map metric name -> value, plus ``"protocol"``
+holding every option that produced it), ``retrieval_candidates.json`` (the exact lists, re-runnable
+with ``--candidates``), ``recognition.json`` (per-class scores, confusion matrices, unseen labels)
+and ``report.html``. All writes are atomic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..fileio import atomic_write_text
+from ..masking import IMAGE_MASK_STRATEGIES
+from ..runtime import resolve_device, resolve_precision
+from . import names
+from .context import EvalContext
+from .generation import GenerationOutcome, run_generation
+from .recognition import RecognitionOutcome, check_heads, run_recognition
+from .report import render_report
+from .retrieval import (
+    RetrievalOutcome,
+    RetrievalProtocol,
+    load_candidates,
+    model_scorer,
+    run_retrieval,
+    save_candidates,
+)
+
+log = logging.getLogger("mvlt.eval")
+
+TASKS = ("retrieval", "recognition", "generation")
+METRICS_NAME = "metrics.json"
+REPORT_NAME = "report.html"
+CANDIDATES_NAME = "retrieval_candidates.json"
+RECOGNITION_NAME = "recognition.json"
+SCORE_WORDS = {
+    "log_odds": "ITM log-odds logit[match] - logit[no match], head in fp32 (ranks as match_probability)",
+    "probability": "ITM match probability (model.match_probability)",
+}
+TOPUP_WORDS = {
+    "category": "fill from the same main category, then from anywhere",
+    "any": "fill from any other sub-category",
+    "skip": "drop the query",
+}
+
+
+@dataclass
+class EvalOptions:
+    """Everything that decides the numbers (recorded in ``metrics.json["protocol"]``)."""
+
+    retrieval: RetrievalProtocol = field(default_factory=RetrievalProtocol)
+    candidates_file: str | None = None
+    """Re-run these candidate lists instead of sampling (``--candidates``)."""
+    score: str = "log_odds"
+    """Retrieval score: ITM ``log_odds`` (fp32 head, no saturation) or ``probability``."""
+    seed: int = 0
+    """Seeds the recognition and MIG image samples and the MIG masks (retrieval has its own)."""
+    batch_size: int = 64
+    precision: str = "auto"
+    device: str = "auto"
+    image_size: int | None = None
+    """Evaluation image size (default: the size the model was built for)."""
+    resize: str = "pad"
+    recognition_items: int | None = None
+    """Classify this many items drawn with the seed (None: every item of the split)."""
+    mig_images: int = 64
+    mig_strategies: tuple[str, ...] = IMAGE_MASK_STRATEGIES
+    mask_ratio: float = 0.5
+    mask_unit: int = 16
+    mig_text: bool = True
+    examples: int = 4
+    """Examples per figure in the report."""
+    cache_mb: int = 2048
+    """Memory bound of the prepared-image cache."""
+    progress: bool = False
+    checkpoint: str | None = None
+    """Where the model came from (for the record only)."""
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+        if self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.mig_images < 1:
+            raise ValueError(f"--mig-images must be >= 1, got {self.mig_images}")
+        if self.recognition_items is not None and self.recognition_items < 1:
+            raise ValueError(f"--recognition-items must be >= 1, got {self.recognition_items}")
+        if not 0.0 < self.mask_ratio <= 1.0:
+            raise ValueError(f"--mask-ratio must be in (0, 1], got {self.mask_ratio}")
+        unknown = [s for s in self.mig_strategies if s not in IMAGE_MASK_STRATEGIES]
+        if self.score not in SCORE_WORDS:
+            raise ValueError(f"--score must be one of {tuple(SCORE_WORDS)}, got {self.score!r}")
+        if unknown or not self.mig_strategies:
+            raise ValueError(f"--strategies: unknown {unknown}; choose from {IMAGE_MASK_STRATEGIES}")
+
+
+@dataclass
+class EvalRun:
+    """One evaluation: inputs, outcomes per task and the flat metrics; what the report renders."""
+
+    model: Any
+    catalogue: Any
+    options: EvalOptions
+    protocol: dict[str, Any]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    retrieval: RetrievalOutcome | None = None
+    recognition: RecognitionOutcome | None = None
+    generation: GenerationOutcome | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def parse_tasks(tasks: str | Iterable[str]) -> tuple[str, ...]:
+    """``"all"``, one task, a comma-separated list or an iterable of them -> tasks in canonical order."""
+    items = tasks.split(",") if isinstance(tasks, str) else list(tasks)
+    chosen: set[str] = set()
+    for item in (t.strip() for t in items):
+        if item == "all":
+            chosen.update(TASKS)
+        elif item in TASKS:
+            chosen.add(item)
+        else:
+            raise ValueError(f"--task: unknown task {item!r}; choose from {', '.join((*TASKS, 'all'))}")
+    if not chosen:
+        raise ValueError("--task: no task given")
+    return tuple(t for t in TASKS if t in chosen)
+
+
+def draw_rows(n: int, count: int | None, seed: int, stream: int) -> list[int]:
+    """``count`` distinct rows of ``n`` (all when None or >= n), seeded, in ascending order."""
+    if count is None or count >= n:
+        return list(range(n))
+    return sorted(np.random.default_rng([seed, stream]).choice(n, size=count, replace=False).tolist())
+
+
+def evaluate(
+    model: Any,
+    catalogue: Any,
+    tasks: str | Iterable[str],
+    options: EvalOptions | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    tokenizer: Any = None,
+    explicit_tasks: bool | None = None,
+) -> dict[str, Any]:
+    """Run ``tasks`` on ``catalogue``; write the files into ``out_dir`` (when given); return the metrics.
+
+    Tasks asked for by name must be possible (recognition needs heads and label maps); with
+    ``"all"`` a task the checkpoint cannot do is skipped and the reason recorded.
+    """
+    options = options or EvalOptions()
+    asked = parse_tasks(tasks)
+    if explicit_tasks is None:
+        explicit_tasks = not (isinstance(tasks, str) and "all" in tasks.split(","))
+    tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("the checkpoint has no tokenizer (tokenizer_config.json); pass one (--vocab FILE)")
+    device = resolve_device(options.device)
+    choice = resolve_precision(options.precision, device)
+    precision = choice.name
+    log.info("evaluating on %s in %s (%s)", device, precision, choice.reason)
+    image_size = options.image_size or model.config.image_size
+    if image_size % model.config.stride:
+        raise ValueError(
+            f"--image-size {image_size} is not divisible by the model's stride {model.config.stride}"
+        )
+    model.eval().to(device)
+    ctx = EvalContext(
+        model, catalogue, tokenizer, device, precision, image_size, options.resize, options.batch_size,
+        options.cache_mb << 20, options.progress,
+    )  # fmt: skip
+    run = EvalRun(
+        model, catalogue, options, _protocol(model, catalogue, asked, options, device, precision, image_size)
+    )
+    with torch.inference_mode():
+        for task in asked:
+            if task == "recognition" and not explicit_tasks:
+                try:
+                    check_heads(model)
+                except ValueError as err:
+                    run.skipped[task] = str(err)
+                    log.warning("skipping recognition: %s", err)
+                    continue
+            start = time.perf_counter()
+            getattr(_Tasks, task)(run, ctx)
+            run.seconds[task] = time.perf_counter() - start
+            log.info("%s done in %.1f s", task, run.seconds[task])
+    result: dict[str, Any] = {**run.metrics, "protocol": run.protocol, "skipped_tasks": dict(run.skipped)}
+    if out_dir is not None:
+        write_outputs(run, Path(out_dir))
+    return result
+
+
+class _Tasks:
+    """One function per task: run it, store the outcome and its metrics on the run."""
+
+    @staticmethod
+    def retrieval(run: EvalRun, ctx: EvalContext) -> None:
+        opts = run.options
+        candidates = load_candidates(opts.candidates_file) if opts.candidates_file else None
+        out = run_retrieval(
+            run.catalogue, ctx, model_scorer(ctx.model, opts.score, ctx.autocast), opts.retrieval,
+            candidates=candidates,
+            batch_size=opts.batch_size, progress=opts.progress,
+        )  # fmt: skip
+        run.retrieval = out
+        run.metrics.update(out.metrics)
+        record = run.protocol["retrieval"]
+        cset = out.candidates
+        if candidates is not None:
+            file_protocol = {
+                k: v for k, v in cset.protocol.items() if k in ("topup", "seed", "products", "text_rule")
+            }
+            record.update(file_protocol)
+            record.setdefault("topup", "as in the file")
+            record.update(candidates_file=opts.candidates_file, queries=max(len(r) for r in cset.repeats))
+        record.update(
+            negatives=cset.negatives,
+            repeats=len(cset.repeats),
+            topup_words=TOPUP_WORDS.get(record["topup"], "as in the candidate file"),
+            queries_evaluated=cset.num_queries,
+            topped_up=cset.num_topped_up,
+            skipped=cset.num_skipped,
+        )
+
+    @staticmethod
+    def recognition(run: EvalRun, ctx: EvalContext) -> None:
+        rows = draw_rows(len(run.catalogue), run.options.recognition_items, run.options.seed, 2)
+        out = run_recognition(ctx, rows)
+        run.recognition = out
+        run.metrics.update(out.metrics)
+        run.protocol["recognition"]["items"] = len(rows)
+
+    @staticmethod
+    def generation(run: EvalRun, ctx: EvalContext) -> None:
+        opts = run.options
+        rows = draw_rows(len(run.catalogue), opts.mig_images, opts.seed, 3)
+        out = run_generation(
+            ctx, rows, strategies=opts.mig_strategies, ratio=opts.mask_ratio, unit=opts.mask_unit,
+            seed=opts.seed, examples=opts.examples, use_text=opts.mig_text,
+        )  # fmt: skip
+        run.generation = out
+        run.metrics.update(out.metrics)
+        run.protocol["generation"]["images"] = len(rows)
+
+
+def _protocol(
+    model: Any, catalogue: Any, tasks: Sequence[str], options: EvalOptions, device: torch.device,
+    precision: str, image_size: int,
+) -> dict[str, Any]:  # fmt: skip
+    from .. import __version__
+
+    prot: dict[str, Any] = {
+        "checkpoint": options.checkpoint,
+        "model": _describe_model(model),
+        "catalogue": getattr(catalogue, "source", type(catalogue).__name__),
+        "split": getattr(catalogue, "split", None) or "(all rows)",
+        "items": len(catalogue),
+        "tasks": list(tasks),
+        "device": str(device),
+        "precision": precision,
+        "precision_requested": options.precision,
+        "image_size": image_size,
+        "resize": options.resize,
+        "batch_size": options.batch_size,
+        "mvlt_version": __version__,
+        "torch_version": torch.__version__,
+    }
+    if "retrieval" in tasks:
+        prot["retrieval"] = {
+            **dataclasses.asdict(options.retrieval),
+            "candidates_file": options.candidates_file,
+            "pool": "same sub-category",
+            "positive": "product level: the query product's first row (image and text)",
+            "text_rule": "negatives: different product_id and different text (lower-cased, spaces collapsed)",
+            "directions": "TIR and ITR rank the same candidate lists",
+            "score": SCORE_WORDS[options.score],
+        }
+    if "recognition" in tasks:
+        prot["recognition"] = {
+            "seed": options.seed,
+            "unseen_labels": "excluded from accuracy and F1, reported with counts",
+            "macro_f1": "mean F1 over classes present in truth or prediction (scikit-learn)",
+        }
+    if "generation" in tasks:
+        prot["generation"] = {
+            "seed": options.seed,
+            "strategies": list(options.mig_strategies),
+            "ratio": options.mask_ratio,
+            "unit": options.mask_unit,
+            "text": options.mig_text,
+            "image_size": image_size,
+            "psnr": "peak 1.0, reconstruction clamped to [0, 1], mean over images",
+            "ssim": "Gaussian 11x11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over images",
+            "masked": "PSNR over masked pixels; SSIM over windows centred on masked pixels",
+        }
+    return prot
+
+
+def _describe_model(model: Any) -> str:
+    config = model.config
+    return (
+        f"MVLT depths {list(config.depths)}, widths {list(config.embed_dims)}, "
+        f"{model.num_parameters():,} parameters, "
+        f"heads: {config.num_categories} categories / {config.num_subcategories} sub-categories"
+    )
+
+
+# ---------------------------------------------------------------------------------------- output
+def _json_safe(value: Any) -> Any:
+    """NaN/inf are not JSON: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return _json_safe(value.item())
+    return value
+
+
+def write_outputs(run: EvalRun, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {**run.metrics, "protocol": run.protocol, "skipped_tasks": run.skipped}
+    atomic_write_text(
+        out_dir / METRICS_NAME, json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n"
+    )
+    if run.retrieval is not None:
+        save_candidates(run.retrieval.candidates, out_dir / CANDIDATES_NAME)
+    if run.recognition is not None:
+        atomic_write_text(
+            out_dir / RECOGNITION_NAME,
+            json.dumps(_json_safe(_recognition_details(run.recognition)), indent=1) + "\n",
+        )
+    atomic_write_text(out_dir / REPORT_NAME, render_report(run))
+    log.info("wrote %s", ", ".join(str(out_dir / n) for n in (METRICS_NAME, REPORT_NAME)))
+
+
+def _recognition_details(out: RecognitionOutcome) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    for f, rep in out.reports.items():
+        entry: dict[str, Any] = {"unseen_labels": dict(out.unknown[f])}
+        if rep is not None:
+            class_names = out.class_names[f]
+            entry.update(
+                accuracy=rep.accuracy,
+                macro_f1=rep.macro_f1,
+                items=rep.items,
+                classes=[class_names[i] for i in rep.labels],
+                per_class={
+                    class_names[c.label]: dataclasses.asdict(c) | {"name": class_names[c.label]}
+                    for c in rep.per_class
+                },
+                confusion=rep.confusion.tolist(),
+            )
+        details[f] = entry
+    return details
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """The short summary printed by ``mvlt evaluate``."""
+    prot = metrics.get("protocol", {})
+    lines = []
+    r = prot.get("retrieval")
+    if r is not None and names.retrieval_count("queries", r["negatives"]) in metrics:
+        k = r["negatives"]
+        queries, topped, skipped = (
+            metrics[names.retrieval_count(stat, k)] for stat in ("queries", "topped_up", "skipped")
+        )
+        lines.append(
+            f"retrieval 1+{k} same sub-category: {queries} queries over {r['repeats']} repeat(s), "
+            f"top-up {r['topup']} ({topped} topped up, {skipped} skipped), ties {r['ties']}"
+        )
+        head = ("R@1", "R@5", "R@10", "SumR", "mean rank", "tied")
+        lines.append("  " + " " * 4 + "".join(f"{h:>10}" for h in head))
+        for d in names.DIRECTIONS:
+            if names.recall(d, 1, k) in metrics:
+                row = [100 * metrics[names.recall(d, kk, k)] for kk in names.RECALL_KS]
+                row += [
+                    metrics[names.sum_recall(d, k)],
+                    metrics[names.mean_rank(d, k)],
+                    metrics[names.tied(d, k)],
+                ]
+                lines.append(f"  {d.upper():4}" + "".join(f"{v:10.2f}" for v in row))
+        speed = metrics[names.RETRIEVAL_PAIRS_PER_S]
+        lines.append(
+            f"  (R@k in %; chance R@k = k/{k + 1}; tied = negatives per query scoring exactly the positive's"
+            f" score; {speed:.1f} pairs/s)"
+        )
+    for f, label in (("category", "M-CR"), ("subcategory", "S-CR")):
+        if names.recognition(f, "acc") in metrics:
+            acc, f1, sumc, items, unknown = (
+                metrics[names.recognition(f, stat)]
+                for stat in ("acc", "macro_f1", "sumc", "items", "unknown_items")
+            )
+            lines.append(
+                f"{label}: accuracy {100 * acc:.2f} %, macro-F1 {f1:.3f}, SumC {sumc:.2f} "
+                f"({items} items; {unknown} with labels unseen in training, excluded)"
+            )
+    g = prot.get("generation")
+    if g is not None and names.MIG_IMAGES in metrics:
+        lines.append(
+            f"MIG over {metrics[names.MIG_IMAGES]} images (PSNR dB / SSIM; whole image | masked region):"
+        )
+        for s in g["strategies"]:
+            psnr, ssim, psnr_m, ssim_m = (
+                metrics[names.generation(stat, s, masked)]
+                for masked in (False, True)
+                for stat in ("psnr", "ssim")
+            )
+            lines.append(f"  {s:12} {psnr:6.2f} / {ssim:.4f} | {psnr_m:6.2f} / {ssim_m:.4f}")
+    return "\n".join(lines)
