@@ -70,7 +70,13 @@ def mvlt_large(**overrides: Any) -> MVLTConfig:
 
 @register_model
 def mvlt_nano(**overrides: Any) -> MVLTConfig:
-    """A small model for CPU tests and the demo: same structure, narrow and one block per stage."""
+    """A small model for CPU tests and the demo: same structure, narrow and one block per stage.
+
+    No text-embedding dropout: trained from scratch, the image's contribution to the text tokens
+    starts tiny, and dropout noise on the text embedding hides it (measured: with dropout 0.1 a
+    category head on [CLS] could not learn the garment colour from the image in 150 steps; with 0
+    it did within 300).
+    """
     defaults: dict[str, Any] = {
         "image_size": 128,
         "embed_dims": (32, 64, 96, 128),
@@ -80,5 +86,6 @@ def mvlt_nano(**overrides: Any) -> MVLTConfig:
         "word_embed_dim": 128,
         "decoder_channels": (64, 32, 16, 16, 8),
         "drop_path_rate": 0.0,
+        "text_dropout": 0.0,
     }
     return MVLTConfig(**{**defaults, **overrides})

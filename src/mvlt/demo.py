@@ -1,0 +1,263 @@
+"""``mvlt demo``: the whole pipeline, run the way a newcomer meets the project.
+
+A catalogue (the procedural synthetic one by default, or ``--data`` with real photos) ->
+pre-training (MIR + ITM + MLM) -> fine-tuning the recognition heads -> evaluation (TIR / ITR,
+M-CR / S-CR, MIG) -> ``report.html``, ending with the headline metrics and the report's path.
+
+Everything lands in ``--out`` (default ``runs/demo``): ``pretrain/`` and ``model/`` are training
+runs (``model/`` is the fine-tuned checkpoint, ``MVLT.from_pretrained``-loadable), and
+``metrics.json`` / ``report.html`` the evaluation. Ctrl-C stops cleanly with a checkpoint;
+``mvlt demo --out DIR --resume`` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .fileio import atomic_write_text
+
+PLAN_NAME = "demo.json"
+SYNTHETIC = "synthetic"
+
+
+@dataclass
+class DemoPlan:
+    """Every choice of a demo run, saved to ``out/demo.json`` so ``--resume`` repeats it exactly."""
+
+    data: str
+    data_options: dict[str, Any]
+    model: str
+    image_size: int
+    batch_size: int
+    tokenizer: str | None
+    pretrain_steps: int
+    pretrain_lr: float
+    finetune_steps: int
+    finetune_lr: float
+    queries: int
+    mig_images: int
+    seed: int
+    threads: int | None
+    workers: int
+
+    @classmethod
+    def load(cls, path: Path) -> DemoPlan:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+    def save(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="pre-train, fine-tune and evaluate a small MVLT end to end, and write a report",
+        description=__doc__.split("\n\n")[1],
+    )
+    p.add_argument("--data", default=SYNTHETIC, help="'synthetic' (default) or a manifest / Fashion-Gen file")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
+    p.add_argument(
+        "--minutes", type=float, default=None, help="training budget, pre-training + fine-tuning (default 4)"
+    )
+    p.add_argument("--model", default="mvlt_nano", help="model variant (default mvlt_nano)")
+    p.add_argument("--image-size", type=int, default=None, help="px (default 64 synthetic, 96 real photos)")
+    p.add_argument("--batch-size", type=int, default=32, help="training batch (default 32)")
+    p.add_argument("--products", type=int, default=3000, help="synthetic catalogue size (default 3000)")
+    p.add_argument("--queries", type=int, default=None, help="retrieval queries (default 500)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--workers", type=int, default=1, help="data loader processes (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
+    p.add_argument("--overwrite", action="store_true", help="start again, deleting an earlier demo in --out")
+    p.set_defaults(run=run_demo)
+
+
+def stage(number: int, title: str) -> None:
+    print(f"\n== [{number}/4] {title}", flush=True)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    out: Path = args.out
+    plan_path = out / PLAN_NAME
+    if args.resume:
+        if not plan_path.is_file():
+            print(f"mvlt demo: nothing to resume in {out} ({PLAN_NAME} is missing)", file=sys.stderr)
+            return 2
+        plan = DemoPlan.load(plan_path)
+    else:
+        if plan_path.exists() and not args.overwrite:
+            print(
+                f"mvlt demo: {out} already holds a demo; pass --resume to continue it or --overwrite",
+                file=sys.stderr,
+            )
+            return 2
+        plan = make_plan(args)
+        out.mkdir(parents=True, exist_ok=True)
+        plan.save(plan_path)
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    started = time.perf_counter()
+
+    stage(1, "data")
+    train_set, test_set = open_splits(plan)
+    print(f"  {train_set.source}: {len(train_set)} training and {len(test_set)} test items")
+
+    stage(2, f"pre-training {plan.model} (MIR + ITM + MLM), {plan.pretrain_steps} steps")
+    common = {
+        "data": plan.data, "data_options": plan.data_options, "image_size": plan.image_size,
+        "batch_size": plan.batch_size, "seed": plan.seed, "threads": plan.threads, "workers": plan.workers,
+        "precision": "auto", "log_every": 25, "checkpoint_every": 100, "keep_checkpoints": 1,
+    }  # fmt: skip
+    pre = TrainConfig(
+        task="pretrain", model=plan.model, tokenizer=plan.tokenizer, steps=plan.pretrain_steps,
+        lr=plan.pretrain_lr, out=str(out / "pretrain"), **common,
+    )  # fmt: skip
+    result = train(pre, resume=_started(out / "pretrain"), overwrite=args.overwrite)
+    if result.interrupted:
+        return _interrupted(out, result.interrupted)
+
+    stage(3, f"fine-tuning the recognition heads, {plan.finetune_steps} steps")
+    fine = TrainConfig(
+        task="finetune", init=str(out / "pretrain"), steps=plan.finetune_steps, lr=plan.finetune_lr,
+        out=str(out / "model"), **common,
+    )  # fmt: skip
+    result = train(fine, resume=_started(out / "model"), overwrite=args.overwrite)
+    if result.interrupted:
+        return _interrupted(out, result.interrupted)
+
+    stage(4, "evaluation: retrieval, recognition, masked image generation")
+    metrics = evaluate_model(out / "model", test_set, plan, out)
+    print_headline(metrics, test_set, plan, out, time.perf_counter() - started)
+    return 0
+
+
+def make_plan(args: argparse.Namespace) -> DemoPlan:
+    """Defaults for the data at hand; the step counts fit ``--minutes`` on this machine."""
+    synthetic = args.data == SYNTHETIC
+    image_size = args.image_size or (64 if synthetic else 96)
+    options = {"num_products": args.products, "image_size": image_size, "seed": args.seed}
+    options = options if synthetic else {}
+    minutes = args.minutes if args.minutes is not None else 4.0
+    plan = DemoPlan(
+        data=args.data, data_options=options, model=args.model, image_size=image_size,
+        batch_size=args.batch_size, tokenizer="train" if synthetic else None, pretrain_steps=0,
+        pretrain_lr=2e-3, finetune_steps=0, finetune_lr=1e-3, queries=args.queries or 500,
+        mig_images=16, seed=args.seed, threads=args.threads, workers=args.workers,
+    )  # fmt: skip
+    seconds = seconds_per_step(plan)
+    budget = 60 * minutes
+    plan.pretrain_steps = max(20, int(0.8 * budget / seconds["pretrain"]))
+    plan.finetune_steps = max(10, int(0.2 * budget / seconds["finetune"]))
+    print(
+        f"mvlt demo: {minutes:g} min of training here: {plan.pretrain_steps} pre-training steps "
+        f"({seconds['pretrain']:.2f} s each) + {plan.finetune_steps} fine-tuning steps"
+    )
+    return plan
+
+
+def seconds_per_step(plan: DemoPlan) -> dict[str, float]:
+    """Time a few optimizer steps of the demo's model on one real batch (data loading included)."""
+    from .data import PairDataset, PretrainDataset, bert_tokenizer
+    from .model import create_model
+
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    train_set, _ = open_splits(plan)
+    tokenizer = bert_tokenizer()  # vocabulary size barely changes the step time
+    model = create_model(plan.model, image_size=plan.image_size, vocab_size=tokenizer.vocab_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rows = list(range(min(plan.batch_size, len(train_set))))
+    timings = {}
+    for task, dataset in (
+        ("pretrain", PretrainDataset(train_set, tokenizer, image_size=plan.image_size)),
+        ("finetune", PairDataset(train_set, tokenizer, image_size=plan.image_size)),
+    ):
+        start = time.perf_counter()
+        batch = dataset.collate([dataset[i] for i in rows])
+        load = time.perf_counter() - start
+        labels = torch.zeros(len(rows), dtype=torch.long)
+        batch = {**batch, "itm_labels": batch.get("itm_labels", labels)}
+        weights = None
+        if task == "finetune":
+            from .model import LossWeights
+
+            weights = LossWeights(mir=0, itm=1, mlm=0, category=0, subcategory=0)  # a head on [CLS]
+        step = []
+        for _ in range(3):
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            model.forward_loss(batch, weights)["total"].backward()
+            optimizer.step()
+            step.append(time.perf_counter() - start)
+        timings[task] = min(step[1:]) + load / max(1, plan.workers)
+    return timings
+
+
+def open_splits(plan: DemoPlan) -> tuple[Any, Any]:
+    from .data import open_catalogue
+
+    train_set = open_catalogue(plan.data, split="train", **plan.data_options)
+    test_set = open_catalogue(plan.data, split="test", **plan.data_options)
+    return train_set, test_set
+
+
+def _started(run: Path) -> bool:
+    """Resume a training stage when it has a checkpoint (it may be finished: then it just returns)."""
+    return (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir())
+
+
+def _interrupted(out: Path, why: str) -> int:
+    print(f"\nmvlt demo: stopped ({why}); a checkpoint is saved. Continue: mvlt demo --out {out} --resume")
+    return 130 if why == "SIGINT" else 143 if why == "SIGTERM" else 0
+
+
+def evaluate_model(checkpoint: Path, test_set: Any, plan: DemoPlan, out: Path) -> dict[str, Any]:
+    from .eval import EvalOptions, RetrievalProtocol, evaluate, format_table
+    from .model import MVLT
+
+    model = MVLT.from_pretrained(checkpoint)
+    # The 1 + 100 protocol; a very small test split (tiny demos) gets as many negatives as it has.
+    negatives = min(100, len({t.strip().lower() for t in test_set.texts}) - 1)
+    protocol = RetrievalProtocol(queries=plan.queries, negatives=negatives, seed=plan.seed)
+    options = EvalOptions(
+        retrieval=protocol, seed=plan.seed, mig_images=plan.mig_images, progress=True,
+        checkpoint=str(checkpoint),
+    )  # fmt: skip
+    metrics = evaluate(model, test_set, "all", options, out)
+    print(format_table(metrics))
+    return metrics
+
+
+def majority_share(labels: list[str]) -> float:
+    return Counter(labels).most_common(1)[0][1] / len(labels) if labels else 0.0
+
+
+def print_headline(metrics: dict[str, Any], test_set: Any, plan: DemoPlan, out: Path, seconds: float) -> None:
+    from .eval import names
+
+    k = metrics["protocol"]["retrieval"]["negatives"]
+    chance = 1 / (k + 1)
+    tir, itr = metrics[names.recall("tir", 1, k)], metrics[names.recall("itr", 1, k)]
+    mcr, scr = metrics[names.recognition("category", "acc")], metrics[names.recognition("subcategory", "acc")]
+    psnr = metrics.get(names.generation("psnr", "random_grid"))
+    print(f"\nmvlt demo done in {seconds / 60:.1f} min on {test_set.source} [test]:")
+    print(f"  TIR R@1 {100 * tir:.1f} %, ITR R@1 {100 * itr:.1f} % (chance {100 * chance:.1f} %, 1 + {k})")
+    majority = majority_share(test_set.categories), majority_share(test_set.subcategories)
+    print(
+        f"  M-CR accuracy {100 * mcr:.1f} % (majority class {100 * majority[0]:.1f} %), "
+        f"S-CR accuracy {100 * scr:.1f} % (majority {100 * majority[1]:.1f} %)"
+    )
+    if psnr is not None:
+        print(f"  MIG PSNR {psnr:.2f} dB (random grid, ratio 0.5)")
+    print(f"  report: {out / 'report.html'}\n  metrics: {out / 'metrics.json'}\n  model: {out / 'model'}")
