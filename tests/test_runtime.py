@@ -33,3 +33,13 @@ def test_device_choice() -> None:
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(ValueError, match="not a device"):
         resolve_device("toaster")
+
+
+def test_malloc_tuning_is_opt_out_and_applied_once() -> None:
+    from mvlt.runtime import MALLOC_TUNING, wants_malloc_tuning
+
+    assert not wants_malloc_tuning({"MVLT_MALLOC_TUNING": "0"})
+    assert not wants_malloc_tuning(dict(MALLOC_TUNING))  # already tuned: no second restart
+    import platform
+
+    assert wants_malloc_tuning({}) == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from .runtime import MALLOC_TUNING, wants_malloc_tuning
 
 # (module, what it adds); each module exposes ``register(subparsers)``.
 COMMAND_MODULES = (
@@ -38,5 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The ``mvlt`` program: tune glibc's allocator for large tensors (by restarting this process
+    once with ``MALLOC_*`` set; ``MVLT_MALLOC_TUNING=0`` opts out), then run :func:`main`."""
+    if wants_malloc_tuning():
+        os.environ.update(MALLOC_TUNING)
+        os.execv(sys.executable, [sys.executable, "-m", "mvlt.cli", *sys.argv[1:]])
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -71,7 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-mig-text", action="store_true", help="reconstruct without the text")
     x = p.add_argument_group("execution")
     x.add_argument("--seed", type=int, default=0, help="seed of every draw (default 0)")
-    x.add_argument("--batch-size", type=_positive, default=64, help="pairs per forward pass (default 64)")
+    x.add_argument(
+        "--batch-size", type=_positive, default=None, help="pairs per forward (default 8 CPU, 128 CUDA)"
+    )
     x.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
     x.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 on CUDA and on CPUs with native bf16, else fp32")  # fmt: skip
