@@ -33,15 +33,15 @@ def main() -> None:
     args = parser.parse_args()
     base = argparse.Namespace(
         model=args.model, batch_size=args.batch_size, threads=args.threads, negatives=100,
-        iters=2 if args.quick else 5, queries=1 if args.quick else 3,
+        iters=2 if args.quick else 5, queries=1 if args.quick else 3, malloc_tuning=True,
     )  # fmt: skip
     points = [("image_size", s, {"image_size": s, "text_length": 0}) for s in IMAGE_SIZES]
     points += [("text_length", n, {"image_size": 256, "text_length": n}) for n in TEXT_LENGTHS]
     rows = []
     for axis, value, overrides in points:
-        args_point = argparse.Namespace(**vars(base), **overrides)
-        train = run_worker(args_point, "train", args.precision, released=False)
-        retrieval = run_worker(args_point, "retrieval", args.precision, released=False)
+        point = argparse.Namespace(**vars(base), **overrides)
+        train = run_worker(point, "train", precision=args.precision, count_flops=1)
+        retrieval = run_worker(point, "retrieval", precision=args.precision, count_flops=1)
         rows.append({axis: value, **{f"train_{k}": v for k, v in train.items()},
                      **{f"retrieval_{k}": v for k, v in retrieval.items()}})  # fmt: skip
         print(

@@ -2,24 +2,31 @@
 
     python benchmarks/speed.py [--quick] [--json FILE]
 
-Measures (``mvlt_tiny``, 256 px, H&M-length texts padded to the longest in the batch, 2 threads):
-1. a training step (forward + backward + AdamW, batch 8) in fp32 and bf16 autocast, with the
-   process's peak RSS — each precision in a fresh subprocess so RSS is its own;
+Measures ``mvlt_tiny`` at 256 px with H&M-length texts (padded to the longest in the batch) on
+2 threads, each measurement in a fresh process (its own peak RSS), with the glibc allocator
+settings the ``mvlt`` command uses (``--no-malloc-tuning`` to compare):
+1. a training step (forward + backward + AdamW, batch 8) in fp32 and bf16 autocast, as one batch
+   of 8 and as two micro-batches of 4 (``--accumulation 2``: same gradients, smaller activations);
 2. retrieval scoring: 1 + 100-pair queries (ITR: one image, 101 texts; TIR: one text, 101 images)
-   through ``match_probability``, fp32 and bf16;
-3. model FLOPs per sample / pair (counted with ``torch.utils.flop_counter``) and the achieved
-   fraction of the machine's measured matmul peak (bf16 and fp32, measured in the same run).
-A "released-equivalent" row runs the same model with the released code's extra work (text always
-padded to 128, no padding mask, MLM logits at all 128 positions, the aggregation decoder, and for
-retrieval the MLM head and decoder run for nothing), so speed-ups are measured on this machine.
+   through ``match_score`` in chunks of 8 pairs (the evaluator's CPU default), fp32 and bf16, and
+   fp32 with int8 dynamic quantization of the linear layers (measured, not used: see the README);
+3. model FLOPs per sample / pair (``torch.utils.flop_counter``) and the achieved fraction of the
+   machine's matmul peak, bf16 and fp32, measured in the same run.
+"Released-equivalent" rows run the same model with the released code's extra work: text always
+128 tokens without a padding mask, MLM logits at all 128 positions, the aggregation decoder, and for
+retrieval the whole model (MLM head and decoder included) on all 101 pairs at once.
+On CPUs without native bf16 the bf16 rows time a single step / a single chunk (they take minutes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -37,22 +44,28 @@ from common import (
     timed,
     write_json,
 )
+from mvlt.runtime import MALLOC_TUNING, cpu_has_native_bf16
 
-PRECISIONS = ("fp32", "bf16")
+LENGTHS_ENV = "MVLT_BENCH_LENGTHS"
 
 
 def autocast(precision: str) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def build(args: argparse.Namespace, released: bool) -> mvlt.MVLT:
+def lengths() -> list[int]:
+    """Text lengths: computed once by the parent and handed to the workers through a file."""
+    path = os.environ.get(LENGTHS_ENV)
+    return json.loads(Path(path).read_text()) if path else hm_text_lengths()[0]
+
+
+def build(args: argparse.Namespace) -> mvlt.MVLT:
     torch.manual_seed(0)
-    if released:
-        return mvlt.create_model(args.model, compat="official", image_size=args.image_size)
-    return mvlt.create_model(args.model, image_size=args.image_size)
+    overrides = {"compat": "official"} if args.variant == "released" else {}
+    return mvlt.create_model(args.model, image_size=args.image_size, **overrides)
 
 
-def released_losses(model: mvlt.MVLT, batch: dict) -> torch.Tensor:
+def released_loss(model: mvlt.MVLT, batch: dict) -> torch.Tensor:
     """The released step's work: every head on every position, 128-token unmasked text."""
     out = model.forward_encoder(batch["masked_images"], batch["input_ids"])
     logits = model.mlm_logits(out.text[-1])
@@ -62,9 +75,9 @@ def released_losses(model: mvlt.MVLT, batch: dict) -> torch.Tensor:
     return 10 * mir + itm + mlm
 
 
-def train_worker(args: argparse.Namespace, precision: str, released: bool) -> dict:
-    lengths, _ = hm_text_lengths()
-    model = build(args, released).train()
+def train_worker(args: argparse.Namespace) -> dict:
+    released = args.variant == "released"
+    model = build(args).train()
     decay = model.no_weight_decay()
     groups = [
         {"params": [p for n, p in model.named_parameters() if n not in decay], "weight_decay": 0.01},
@@ -72,8 +85,10 @@ def train_worker(args: argparse.Namespace, precision: str, released: bool) -> di
     ]
     optimizer = torch.optim.AdamW(groups, lr=1e-4, foreach=True)
     fixed = 128 if released else (args.text_length or None)
+    text_lengths = lengths()
     batches = [
-        make_batch(args.batch_size, args.image_size, lengths, seed=s, fixed_length=fixed) for s in range(4)
+        make_batch(args.batch_size, args.image_size, text_lengths, seed=s, fixed_length=fixed)
+        for s in range(4)
     ]
     state = {"i": 0}
 
@@ -81,138 +96,192 @@ def train_worker(args: argparse.Namespace, precision: str, released: bool) -> di
         batch = batches[state["i"] % len(batches)]
         state["i"] += 1
         optimizer.zero_grad(set_to_none=True)
-        with autocast(precision):
-            loss = released_losses(model, batch) if released else model.forward_loss(batch)["total"]
-        loss.backward()
+        for start in range(0, args.batch_size, args.micro_batch):
+            part = {k: v[start : start + args.micro_batch] for k, v in batch.items()}
+            with autocast(args.precision):
+                loss = released_loss(model, part) if released else model.forward_loss(part)["total"]
+            (loss * len(part["images"]) / args.batch_size).backward()
         optimizer.step()
 
-    seconds = timed(step, warmup=2, iters=args.iters)
+    seconds = timed(step, warmup=args.warmup, iters=args.iters)
     result = {"samples_per_s": args.batch_size / seconds, "peak_rss_gb": peak_rss_gb()}
-    if not released and precision == "fp32":
+    if args.count_flops:
         model.zero_grad(set_to_none=True)
         flops = count_flops(lambda: model.forward_loss(batches[0])["total"].backward())
         result["flops_per_sample"] = flops / args.batch_size
     return result
 
 
-def retrieval_worker(args: argparse.Namespace, precision: str, released: bool) -> dict:
-    lengths, _ = hm_text_lengths()
-    model = build(args, released).eval()
+def retrieval_worker(args: argparse.Namespace) -> dict:
+    released = args.variant == "released"
+    model = build(args).eval()
+    if args.variant == "int8":
+        warnings.filterwarnings("ignore", message=".*quantize.*deprecated")
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     g = torch.Generator().manual_seed(1)
     pairs = 1 + args.negatives
     fixed = 128 if released else (args.text_length or None)
-    texts = make_batch(pairs, 32, lengths, seed=3, fixed_length=fixed)
+    texts = make_batch(pairs, 32, lengths(), seed=3, fixed_length=fixed)
     images = torch.rand(pairs, 3, args.image_size, args.image_size, generator=g)
     itr = (images[:1].expand(pairs, -1, -1, -1), texts["input_ids"], texts["attention_mask"])
     tir = (images, texts["input_ids"][:1].expand(pairs, -1), texts["attention_mask"][:1].expand(pairs, -1))
+    limit = args.pairs or pairs  # bf16 without native support: time one chunk only
     state = {"i": 0}
 
     def query() -> None:
         batch = (itr, tir)[state["i"] % 2]
         state["i"] += 1
-        with torch.inference_mode(), autocast(precision):
-            if released:  # the released evaluator runs the whole model and keeps only ITM
+        with torch.inference_mode(), autocast(args.precision):
+            if released:  # the released evaluator runs the whole model on the 101 pairs
                 out = model.forward_encoder(*batch[:2])
                 model.mlm_logits(out.text[-1])
                 model.forward_decoder(out.visual)
                 model.itm_logits(out).softmax(-1)
-            else:
-                model.match_probability(*batch)
+                return
+            for start in range(0, limit, args.chunk):
+                end = min(start + args.chunk, limit)
+                model.match_score(*(t[start:end] for t in batch))
 
-    seconds = timed(query, warmup=2, iters=args.queries)
-    result = {"pairs_per_s": pairs / seconds}
-    if not released and precision == "fp32":
-        flops = sum(count_flops(lambda b=b: model.match_probability(*b)) for b in (itr, tir))
-        result["flops_per_pair"] = flops / (2 * pairs)
+    seconds = timed(query, warmup=args.warmup, iters=args.queries)
+    result = {"pairs_per_s": (pairs if released else limit) / seconds}
+    if args.count_flops:  # per pair, so a chunk of each direction is enough
+        flops = sum(
+            count_flops(lambda b=b: model.match_score(*(t[: args.chunk] for t in b))) for b in (itr, tir)
+        )
+        result["flops_per_pair"] = flops / (2 * args.chunk)
     return result
 
 
-def run_worker(args: argparse.Namespace, kind: str, precision: str, released: bool) -> dict:
-    """Each measurement in a fresh process: its own peak RSS, no allocator state carried over."""
-    cmd = [sys.executable, __file__, "--worker", kind, "--precision", precision]
-    cmd += ["--model", args.model, "--image-size", str(args.image_size), "--batch-size", str(args.batch_size)]
-    cmd += ["--iters", str(args.iters), "--queries", str(args.queries), "--threads", str(args.threads)]
-    cmd += ["--negatives", str(args.negatives), "--text-length", str(args.text_length)]
-    cmd += ["--released"] if released else []
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+def run_worker(args: argparse.Namespace, kind: str, **changes: object) -> dict:
+    """One measurement in a fresh process (its own peak RSS, no allocator state carried over)."""
+    options = {
+        "model": args.model, "image_size": args.image_size, "batch_size": args.batch_size,
+        "micro_batch": args.batch_size, "threads": args.threads, "negatives": args.negatives,
+        "text_length": args.text_length, "chunk": 8, "pairs": 0, "precision": "fp32",
+        "variant": "mvlt", "iters": args.iters, "queries": args.queries, "warmup": getattr(args, "warmup", 2),
+        "count_flops": 0,
+    }  # fmt: skip
+    options.update(changes)
+    cmd = [sys.executable, __file__, "--worker", kind]
+    for key, value in options.items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    env = dict(os.environ)
+    if getattr(args, "malloc_tuning", True):
+        env.update(MALLOC_TUNING)
+    if getattr(args, "lengths_file", None):
+        env[LENGTHS_ENV] = args.lengths_file
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def worker_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    p.add_argument("--worker", choices=["train", "retrieval"])
+    for name in ("image-size", "batch-size", "micro-batch", "threads", "negatives", "text-length", "chunk"):
+        p.add_argument(f"--{name}", type=int)
+    for name in ("pairs", "iters", "queries", "warmup", "count-flops"):
+        p.add_argument(f"--{name}", type=int)
+    for name in ("model", "precision", "variant"):
+        p.add_argument(f"--{name}")
+    return p
+
+
 def main() -> None:
+    if "--worker" in sys.argv:
+        args = worker_parser().parse_args()
+        torch.set_num_threads(args.threads)
+        print(json.dumps((train_worker if args.worker == "train" else retrieval_worker)(args)))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer iterations (about a minute or two)")
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (a few minutes)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--model", default="mvlt_tiny")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--negatives", type=int, default=100)
-    parser.add_argument("--text-length", type=int, default=0, help="fixed text length (0 = H&M lengths)")
-    parser.add_argument("--iters", type=int, default=None, help="timed training steps")
-    parser.add_argument("--queries", type=int, default=None, help="timed retrieval queries")
-    parser.add_argument("--skip-bf16", action="store_true", help="skip bf16 (very slow without native bf16)")
+    parser.add_argument("--text-length", type=int, default=0, help="fixed text length (0: H&M lengths)")
+    parser.add_argument("--no-malloc-tuning", dest="malloc_tuning", action="store_false")
+    parser.add_argument("--skip-bf16", action="store_true", help="skip bf16 (minutes without native bf16)")
     parser.add_argument("--skip-released", action="store_true", help="skip the released-equivalent rows")
-    parser.add_argument("--worker", choices=["train", "retrieval"], help=argparse.SUPPRESS)
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help=argparse.SUPPRESS)
-    parser.add_argument("--released", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.iters = args.iters or (3 if args.quick else 10)
-    args.queries = args.queries or (2 if args.quick else 6)
+    args.iters, args.queries, args.warmup = (2, 1, 1) if args.quick else (8, 4, 2)
     torch.set_num_threads(args.threads)
-    if args.worker:
-        fn = train_worker if args.worker == "train" else retrieval_worker
-        print(json.dumps(fn(args, args.precision, args.released)))
-        return
 
     info = machine()
-    lengths, source = hm_text_lengths()
-    seconds = 1.0 if args.quick else 3.0
+    text_lengths, source = hm_text_lengths()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(text_lengths, f)
+    args.lengths_file = f.name
+    seconds = 1.5 if args.quick else 4.0
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     peak = {name: matmul_peak_gflops(dtype, seconds) for name, dtype in dtypes.items()}
-    print(f"{info['cpu']} ({info['cpu_capability']}), torch {info['torch']}, {args.threads} threads")
+    native = cpu_has_native_bf16() is not None or torch.cuda.is_available()
+    print(f"{info['cpu']} ({info['cpu_capability']}, native bf16: {native}), torch {info['torch']}, "
+          f"{args.threads} threads, malloc tuning {'on' if args.malloc_tuning else 'off'}")  # fmt: skip
     print(f"matmul peak: fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s")
-    print(f"text lengths: {source}, mean {sum(lengths) / len(lengths):.1f} tokens")
-    precisions = ("fp32",) if args.skip_bf16 else PRECISIONS
-    rows, results = [], {}
-    for released in (False,) if args.skip_released else (False, True):
-        tag = "released_equiv_" if released else ""
-        for precision in precisions:
-            train = run_worker(args, "train", precision, released)
-            retrieval = run_worker(args, "retrieval", precision, released)
-            results[f"{tag}train_samples_per_s_{precision}"] = train["samples_per_s"]
-            results[f"{tag}train_peak_rss_gb_{precision}"] = train["peak_rss_gb"]
-            results[f"{tag}retrieval_pairs_per_s_{precision}"] = retrieval["pairs_per_s"]
-            if "flops_per_sample" in train:
-                results["train_flops_per_sample"] = train["flops_per_sample"]
-                results["retrieval_flops_per_pair"] = retrieval["flops_per_pair"]
-            name = ("released-equivalent" if released else "mvlt") + f" {precision}"
-            rows.append((name, train, retrieval))
-    work = {"train": results["train_flops_per_sample"], "retrieval": results["retrieval_flops_per_pair"]}
-    rate = {"train": "train_samples_per_s", "retrieval": "retrieval_pairs_per_s"}
-    for precision in precisions:
-        for task in ("train", "retrieval"):
-            achieved = work[task] * results[f"{rate[task]}_{precision}"]
-            results[f"mfu_{task}_{precision}"] = achieved / (peak[precision] * 1e9)
-            results[f"{task}_fraction_of_fp32_peak_{precision}"] = achieved / (peak["fp32"] * 1e9)
-    results["train_peak_rss_gb"] = results["train_peak_rss_gb_fp32"]
-    results["bf16_peak_gflops"], results["fp32_peak_gflops"] = peak["bf16"], peak["fp32"]
+    print(f"text lengths: {source}, mean {sum(text_lengths) / len(text_lengths):.1f} tokens\n", flush=True)
 
+    r: dict[str, float] = {}
+    slow = {"iters": 1, "warmup": 1, "queries": 1, "pairs": 8} if not native else {}
+    plan = [
+        ("train fp32, batch 8", "train", {"count_flops": 1}, "train_samples_per_s_fp32"),
+        ("train fp32, 2 x 4", "train", {"micro_batch": 4}, "train_samples_per_s_fp32_accum2"),
+        ("retrieval fp32", "retrieval", {"count_flops": 1}, "retrieval_pairs_per_s_fp32"),
+        ("retrieval fp32 + int8 linears", "retrieval", {"variant": "int8"}, "retrieval_pairs_per_s_int8"),
+    ]
+    if args.quick and not native and not args.skip_bf16:
+        print("  (--quick on a CPU without native bf16: bf16 rows skipped, they take minutes)")
+        args.skip_bf16 = True
+    if not args.skip_bf16:
+        plan += [
+            ("train bf16, batch 8", "train", {"precision": "bf16", **slow}, "train_samples_per_s_bf16"),
+            ("retrieval bf16", "retrieval", {"precision": "bf16", **slow}, "retrieval_pairs_per_s_bf16"),
+        ]
+    if not args.skip_released:
+        plan += [
+            ("released-equiv. train fp32", "train", {"variant": "released"}, "released_train_samples_per_s"),
+            (
+                "released-equiv. retrieval",
+                "retrieval",
+                {"variant": "released"},
+                "released_retrieval_pairs_per_s",
+            ),
+        ]
+    for label, kind, changes, key in plan:
+        out = run_worker(args, kind, **changes)
+        r[key] = out["samples_per_s" if kind == "train" else "pairs_per_s"]
+        if "peak_rss_gb" in out:
+            r[key.replace("samples_per_s", "peak_rss_gb")] = out["peak_rss_gb"]
+        for flops in ("flops_per_sample", "flops_per_pair"):
+            if flops in out:
+                r[f"{kind}_{flops}"] = out[flops]
+        rss = f", peak RSS {out['peak_rss_gb']:.2f} GB" if "peak_rss_gb" in out else ""
+        print(f"  {label:32s} {r[key]:8.2f} {'samples' if kind == 'train' else 'pairs'}/s{rss}", flush=True)
+    os.unlink(args.lengths_file)
+
+    train_rate = max(r["train_samples_per_s_fp32"], r["train_samples_per_s_fp32_accum2"])
+    rates = {"train": {"fp32": train_rate}, "retrieval": {"fp32": r["retrieval_pairs_per_s_fp32"]}}
+    if not args.skip_bf16:
+        rates["train"]["bf16"] = r["train_samples_per_s_bf16"]
+        rates["retrieval"]["bf16"] = r["retrieval_pairs_per_s_bf16"]
+    work = {"train": r["train_flops_per_sample"], "retrieval": r["retrieval_flops_per_pair"]}
+    for task, by_precision in rates.items():
+        for precision, rate in by_precision.items():
+            r[f"mfu_{task}_{precision}"] = work[task] * rate / (peak[precision] * 1e9)
+            r[f"{task}_fraction_of_fp32_peak_{precision}"] = work[task] * rate / (peak["fp32"] * 1e9)
+    r["train_peak_rss_gb"] = r["train_peak_rss_gb_fp32"]
+    r["bf16_peak_gflops"], r["fp32_peak_gflops"] = peak["bf16"], peak["fp32"]
     print(f"\nmodel FLOPs: train {work['train'] / 1e9:.2f} GFLOP/sample, ", end="")
     print(f"retrieval {work['retrieval'] / 1e9:.2f} GFLOP/pair")
-    print(f"{'run':28s} {'train samples/s':>16s} {'peak RSS GB':>12s} {'retrieval pairs/s':>18s}")
-    for name, train, retrieval in rows:
-        print(
-            f"{name:28s} {train['samples_per_s']:16.2f} {train['peak_rss_gb']:12.2f} "
-            f"{retrieval['pairs_per_s']:18.2f}"
-        )
-    for precision in precisions:
-        print(
-            f"{precision}: train {results[f'mfu_train_{precision}']:.1%} and retrieval "
-            f"{results[f'mfu_retrieval_{precision}']:.1%} of the {precision} matmul peak"
-        )
+    for task, by_precision in rates.items():
+        for precision in by_precision:
+            print(f"  {task} {precision}: {r[f'mfu_{task}_{precision}']:.1%} of the {precision} peak, "
+                  f"{r[f'{task}_fraction_of_fp32_peak_{precision}']:.1%} of the fp32 peak")  # fmt: skip
     keys = ("model", "image_size", "batch_size", "threads", "negatives", "iters", "queries", "text_length")
     config = {k: getattr(args, k) for k in keys}
-    write_json(args.json, {"machine": info, "config": config, "text_lengths": source, **results})
+    config |= {"malloc_tuning": args.malloc_tuning, "native_bf16": native}
+    write_json(args.json, {"machine": info, "config": config, "text_lengths": source, **r})
 
 
 if __name__ == "__main__":
