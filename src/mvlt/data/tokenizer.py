@@ -19,7 +19,7 @@ from tokenizers import Tokenizer as _Backend
 from tokenizers import decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.models import WordPiece
 
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, read_json
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
@@ -130,12 +130,8 @@ class Tokenizer:
         """Reload a tokenizer saved with :meth:`save` (``vocab.txt`` + ``tokenizer_config.json``)."""
         directory = Path(directory)
         config_path = directory / CONFIG_NAME
-        if not config_path.is_file():
-            raise FileNotFoundError(f"no tokenizer in {directory}: {CONFIG_NAME} is missing")
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise TokenizerError(f"{config_path} is not valid JSON: {err}") from err
+        missing = f"no tokenizer in {directory}: {CONFIG_NAME} is missing"
+        config = read_json(config_path, missing=missing, error=TokenizerError)
         if config.get("type") != "wordpiece":
             raise TokenizerError(f"{config_path}: unsupported tokenizer type {config.get('type')!r}")
         tokenizer = cls.from_vocab(

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, read_json
 from . import names
 
 log = logging.getLogger("mvlt.eval")
@@ -269,12 +269,7 @@ def load_candidates(path: str | Path) -> CandidateSet:
     among the candidates. ``rows`` (catalogue rows) are optional and checked when resolved.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--candidates file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"--candidates {path} is not valid JSON: {err}") from err
+    data = read_json(path, missing=f"--candidates file not found: {path}")
     protocol: dict[str, Any] = {}
     if isinstance(data, dict):
         protocol = dict(data.get("protocol") or {})

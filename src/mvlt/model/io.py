@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..fileio import atomic_write, atomic_write_text
+from ..fileio import atomic_write, atomic_write_text, read_json
 from .config import MVLTConfig
 from .mvlt import MVLT
 
@@ -75,12 +75,7 @@ def save_pretrained(model: MVLT, directory: str | Path) -> Path:
 
 def read_config(directory: str | Path) -> MVLTConfig:
     path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"not an MVLT checkpoint: {path} is missing")
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    payload = read_json(path, missing=f"not an MVLT checkpoint: {path} is missing", error=CheckpointError)
     if payload.get("architecture") != "mvlt" or "config" not in payload:
         raise CheckpointError(f"{path} is not an MVLT config (no 'architecture': 'mvlt' / 'config')")
     return MVLTConfig.from_dict(payload["config"])

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..fileio import atomic_directory, atomic_write_text
+from ..fileio import atomic_directory, atomic_write_text, read_json
 from ..model.io import load_state_checked, read_weights
 
 CHECKPOINTS = "checkpoints"
@@ -149,12 +149,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None) -> T
     """Read a step directory; with ``model``, also load its weights into it (strict, checked)."""
     path = Path(path)
     state_file = path / STATE_NAME
-    if not state_file.is_file():
-        raise FileNotFoundError(f"not a training checkpoint: {state_file} is missing")
-    try:
-        state = json.loads(state_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{state_file} is not valid JSON: {err}") from err
+    state = read_json(state_file, missing=f"not a training checkpoint: {state_file} is missing")
     if model is not None:
         load_state_checked(model, read_weights(path / WEIGHTS_NAME), str(path / WEIGHTS_NAME))
     optimizer = torch.load(path / OPTIMIZER_NAME, map_location="cpu", weights_only=True)
