@@ -86,8 +86,6 @@ def stage(number: int, title: str) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
-
     out: Path = args.out
     plan_path = out / PLAN_NAME
     if args.resume:
@@ -107,8 +105,18 @@ def run_demo(args: argparse.Namespace) -> int:
         plan.save(plan_path)
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    started = time.perf_counter()
+    try:
+        return run_stages(plan, args)
+    except KeyboardInterrupt:  # between the trainer's own signal handling: setup, evaluation
+        return _interrupted(out, "SIGINT")
 
+
+def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
+    """Data, pre-training, fine-tuning, evaluation; each training stage resumes from its checkpoint."""
+    from .train import TrainConfig, train
+
+    out: Path = args.out
+    started = time.perf_counter()
     stage(1, "data")
     train_set, test_set = open_splits(plan)
     print(f"  {train_set.source}: {len(train_set)} training and {len(test_set)} test items")
@@ -218,7 +226,7 @@ def _started(run: Path) -> bool:
 
 
 def _interrupted(out: Path, why: str) -> int:
-    print(f"\nmvlt demo: stopped ({why}); a checkpoint is saved. Continue: mvlt demo --out {out} --resume")
+    print(f"\nmvlt demo: stopped ({why}); progress is saved. Continue: mvlt demo --out {out} --resume")
     return 130 if why == "SIGINT" else 143 if why == "SIGTERM" else 0
 
 
