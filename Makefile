@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(VENV)/bin/mvlt demo $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks experiments
+	$(VENV)/bin/ruff format --check src tests benchmarks experiments
 
 test: lint
 	$(PY) -m pytest -q $(ARGS)

@@ -54,12 +54,12 @@ class EvalContext:
         return contextlib.nullcontext()
 
     # ---------------------------------------------------------------------------------- inputs
-    def image(self, row: int) -> torch.Tensor:
-        """Prepared float image of ``row``; cached as uint8 (exact: prepared pixels are k/255)."""
+    def pixels(self, row: int) -> torch.Tensor:
+        """Prepared image of ``row`` as uint8 (exact: prepared pixels are k/255), cached."""
         cached = self._images.get(row)
         if cached is not None:
             self._images.move_to_end(row)
-            return cached.float().div_(255.0)
+            return cached
         img = prepare_image(self.catalogue[row].image, self.image_size, resize=self.resize)
         packed = img.mul(255.0).round_().to(torch.uint8)
         self._images[row] = packed
@@ -67,7 +67,11 @@ class EvalContext:
         while self._image_bytes > self.cache_bytes and len(self._images) > 1:
             _, evicted = self._images.popitem(last=False)
             self._image_bytes -= evicted.numel()
-        return img
+        return packed
+
+    def image(self, row: int) -> torch.Tensor:
+        """Prepared float image of ``row`` in [0, 1]."""
+        return self.pixels(row).float().div_(255.0)
 
     def images(self, rows: Sequence[int]) -> torch.Tensor:
         return torch.stack([self.image(r) for r in rows])
@@ -99,9 +103,10 @@ class EvalContext:
 
     def batch(self, image_rows: Sequence[int], text_rows: Sequence[int]) -> tuple[torch.Tensor, ...]:
         """``(images, input_ids, attention_mask)`` of the given rows, on the model's device."""
-        images = self.images(image_rows)
+        pixels = torch.stack([self.pixels(r) for r in image_rows])  # uint8: 4x less to copy to a GPU
         ids, mask = self.texts(text_rows)
-        return tuple(t.to(self.device, non_blocking=True) for t in (images, ids, mask))
+        pixels, ids, mask = (t.to(self.device, non_blocking=True) for t in (pixels, ids, mask))
+        return pixels.float().div_(255.0), ids, mask
 
     def batches(self, n: int) -> Iterator[slice]:
         for start in range(0, n, self.batch_size):
