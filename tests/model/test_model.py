@@ -216,3 +216,36 @@ def test_no_weight_decay_names_biases_norms_and_positions(nano: mvlt.MVLT) -> No
     assert "stages.0.pos_embed" in names and "stages.0.text_pos_embed" in names
     assert "text_embed.position_embeddings.weight" in names and "stages.0.blocks.0.norm1.weight" in names
     assert "stages.0.blocks.0.attn.q.weight" not in names
+
+
+def test_pixels_are_standardised_inside_the_model(nano: mvlt.MVLT) -> None:
+    """Default: ImageNet mean/std applied in the encoder (not stored with the weights); the same
+    weights with raw-pixel settings on pre-standardised images give the same features."""
+    from mvlt.model.config import RAW_PIXELS
+
+    assert not any("pixel" in k for k in nano.state_dict())
+    raw = mvlt.MVLT(nano.config.replace(**RAW_PIXELS)).eval()
+    raw.load_state_dict(nano.state_dict())
+    nano.eval()
+    images = torch.rand(2, 3, 64, 64)
+    mean, std = torch.tensor(nano.config.pixel_mean), torch.tensor(nano.config.pixel_std)
+    standardised = (images - mean[:, None, None]) / std[:, None, None]
+    ids = torch.randint(1000, 2000, (2, 9))
+    with torch.no_grad():
+        expected = raw.forward_encoder(standardised, ids).visual[-1]
+        torch.testing.assert_close(nano.forward_encoder(images, ids).visual[-1], expected)
+        torch.testing.assert_close(nano.forward_cls(images, ids), raw.forward_cls(standardised, ids))
+        assert not torch.allclose(raw.forward_encoder(images, ids).visual[-1], expected)
+
+
+def test_raw_pixels_for_released_and_older_checkpoints() -> None:
+    from mvlt.model.config import RAW_PIXELS, MVLTConfig
+
+    assert mvlt.create_model("mvlt_nano").config.pixel_mean == (0.485, 0.456, 0.406)
+    official = mvlt.create_model("mvlt_nano", compat="official").config
+    assert (official.pixel_mean, official.pixel_std) == (RAW_PIXELS["pixel_mean"], RAW_PIXELS["pixel_std"])
+    saved = MVLTConfig().to_dict()
+    del saved["pixel_mean"], saved["pixel_std"]  # a config.json written before the fields existed
+    assert MVLTConfig.from_dict(saved).pixel_std == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="pixel_mean"):
+        MVLTConfig(pixel_std=(0.2, 0.0, 0.2))

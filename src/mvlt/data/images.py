@@ -1,7 +1,8 @@
 """Image loading and preparation: any PIL-readable file -> RGB -> square float tensor in [0, 1].
 
-The model takes raw [0, 1] pixels (no mean/std), as the released code does. Two ways to make an
-image square:
+Data stops at [0, 1] pixels; the model standardises them itself (``MVLTConfig.pixel_mean`` /
+``pixel_std``), so MIR targets and saved pictures stay plain pixels. Two ways to make an image
+square:
 
 - ``"pad"`` (default): resize so the longer side is ``size`` (aspect ratio kept) and pad to a
   square with the median colour of the image's border, so the seam does not show on the usual

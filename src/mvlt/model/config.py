@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 DECODERS = ("unet", "aggregation")
+RAW_PIXELS = {"pixel_mean": (0.0, 0.0, 0.0), "pixel_std": (1.0, 1.0, 1.0)}
+"""The released code's input: [0, 1] pixels as they are."""
 COMPAT_MODES = ("mvlt", "official")
 
 
@@ -18,7 +20,7 @@ class MVLTConfig:
     BERT-style text input (512 positions and a token-type embedding), visual position embeddings
     stored on the 224-px grid (stage 4 with an extra slot that is dropped) and the extra output
     bias of the released classification heads. ``create_model(..., compat="official")`` also
-    switches to the released aggregation decoder and turns the padding mask off.
+    switches to the released aggregation decoder, turns the padding mask off and feeds raw pixels.
     """
 
     # Image side.
@@ -31,6 +33,12 @@ class MVLTConfig:
     num_heads: tuple[int, ...] = (1, 2, 5, 8)
     mlp_ratios: tuple[float, ...] = (8.0, 8.0, 4.0, 4.0)
     sr_ratios: tuple[int, ...] = (8, 4, 2, 1)
+    pixel_mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    pixel_std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    """Images arrive as [0, 1] pixels; the encoder standardises them with this mean and std
+    (ImageNet's, which PVT weights expect). Raw pixels leave the visual features of a fresh
+    model nearly identical across images, and it takes ~100 steps of a direct image signal to
+    leave that state (``docs/DESIGN.md``). Mean 0 and std 1 reproduce the released code."""
     # Text side.
     vocab_size: int = 30522
     max_text_len: int = 128
@@ -59,8 +67,12 @@ class MVLTConfig:
     compat: str = "mvlt"
 
     def __post_init__(self) -> None:
-        for name in ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios", "decoder_channels"):
+        for name in ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios", "decoder_channels",
+                     "pixel_mean", "pixel_std"):  # fmt: skip
             setattr(self, name, tuple(getattr(self, name)))
+        if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3 or min(self.pixel_std) <= 0:
+            raise ValueError(f"MVLTConfig: pixel_mean/pixel_std need 3 values, std > 0; got "
+                             f"{self.pixel_mean} / {self.pixel_std}")  # fmt: skip
         n = len(self.embed_dims)
         for name in ("depths", "num_heads", "mlp_ratios", "sr_ratios"):
             if len(getattr(self, name)) != n:
@@ -102,7 +114,7 @@ class MVLTConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown MVLTConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**values)
+        return cls(**{**RAW_PIXELS, **values})  # configs saved before pixel_mean/std fed raw pixels
 
     def replace(self, **changes: Any) -> MVLTConfig:
         return dataclasses.replace(self, **changes)

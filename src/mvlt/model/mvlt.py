@@ -37,6 +37,9 @@ class MVLT(nn.Module):
         super().__init__()
         self.config = config
         official = config.compat == "official"
+        # Not in the state dict: they come from the config, so released weights load unchanged.
+        self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(1, 3, 1, 1), persistent=False)
         self.text_embed = TextEmbedding(
             config.vocab_size,
             config.word_embed_dim,
@@ -135,7 +138,7 @@ class MVLT(nn.Module):
         if images is None and input_ids is None:
             raise ValueError("forward_encoder needs images, input_ids or both")
         if images is not None:
-            self._check_images(images)
+            images = self._standardise(images)
         text = self.text_embed(input_ids) if input_ids is not None else None
         if text is None:
             attention_mask = None
@@ -161,18 +164,20 @@ class MVLT(nn.Module):
         recognition heads read. The last block computes the [CLS] query alone, which saves about
         a tenth of the encoder's work; ``forward_encoder(...).cls`` gives the same values."""
         if images is not None:
-            self._check_images(images)
+            images = self._standardise(images)
         visual, text = images, self.text_embed(input_ids)
         for stage in self.stages[:-1]:
             visual, text = stage(visual, text, attention_mask)
         return self.stages[-1].forward_cls(visual, text, attention_mask)
 
-    def _check_images(self, images: torch.Tensor) -> None:
+    def _standardise(self, images: torch.Tensor) -> torch.Tensor:
+        """Check ``B x 3 x H x W`` [0, 1] pixels and apply the config's mean and std."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be B x 3 x H x W, got shape {tuple(images.shape)}")
         h, w = images.shape[-2:]
         if h % self.config.stride or w % self.config.stride:
             raise ValueError(f"image size {h}x{w} is not divisible by {self.config.stride}")
+        return (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
 
     # ----------------------------------------------------------------------------------- heads
     def forward_decoder(self, visual: list[torch.Tensor]) -> torch.Tensor:

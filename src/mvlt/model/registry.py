@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .config import MVLTConfig
+from .config import RAW_PIXELS, MVLTConfig
 from .mvlt import MVLT
 
 _VARIANTS: dict[str, Callable[..., MVLTConfig]] = {}
@@ -24,13 +24,14 @@ def list_models() -> list[str]:
 def get_config(name: str, **overrides: Any) -> MVLTConfig:
     """The configuration of variant ``name`` with ``overrides`` applied.
 
-    ``compat="official"`` also selects the released aggregation decoder and turns the padding
-    mask off, unless ``decoder`` / ``mask_padding`` are given explicitly.
+    ``compat="official"`` also selects the released aggregation decoder, turns the padding mask
+    off and feeds raw pixels, unless ``decoder`` / ``mask_padding`` / ``pixel_mean`` / ``pixel_std``
+    are given explicitly.
     """
     if name not in _VARIANTS:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     if overrides.get("compat") == "official":
-        overrides = {"decoder": "aggregation", "mask_padding": False, **overrides}
+        overrides = {"decoder": "aggregation", "mask_padding": False, **RAW_PIXELS, **overrides}
     return _VARIANTS[name](**overrides)
 
 
