@@ -114,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", type=Path, default=Path("../shared/data/hm_fashion_11k/metadata.csv"))
     p.add_argument("--json", type=Path, default=None, help="write the collected results here")
     args = p.parse_args(argv)
+    for path, what in (
+        (args.folder / "session.json", "a gpu_session.py --out folder"),
+        (args.manifest, "the manifest"),
+    ):
+        if not path.is_file():
+            p.error(f"{path}: not found ({what} is needed)")
     result = collect(args.folder, args.manifest)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         help="passed to every training run (a CPU dry run: --set device=cpu --set model=mvlt_nano ...)",
     )
     args = p.parse_args(argv)
+    if not args.data.is_file():
+        p.error(f"--data {args.data}: no such manifest")
     s = Session(args)
     try:
         run_all(s, ["--data", str(args.data)])

@@ -73,9 +73,6 @@ class EvalContext:
         """Prepared float image of ``row`` in [0, 1]."""
         return self.pixels(row).float().div_(255.0)
 
-    def images(self, rows: Sequence[int]) -> torch.Tensor:
-        return torch.stack([self.image(r) for r in rows])
-
     def token_ids(self, row: int) -> list[int]:
         ids = self._tokens.get(row)
         if ids is None:
