@@ -131,7 +131,12 @@ def test_evaluate_hm_end_to_end(hm_checkpoint: Path, hm_dir: Path, tmp_path: Pat
         for stat in ("psnr", "ssim", "psnr_masked", "ssim_masked"):
             assert isinstance(metrics[f"mig_{stat}_{strategy}"], float)
     protocol = metrics["protocol"]
-    assert protocol["split"] == "test" and protocol["precision"] == "fp32"
+    # ``auto`` picks bf16 on a CPU with native bf16 and fp32 elsewhere: the record says which.
+    from mvlt.runtime import resolve_precision
+
+    expected = resolve_precision("auto", torch.device("cpu")).name
+    assert protocol["split"] == "test" and protocol["precision"] == expected
+    assert protocol["precision_requested"] == "auto"
     assert protocol["retrieval"]["negatives"] == 20 and protocol["retrieval"]["ties"] == "pessimistic"
     report = (out / "report.html").read_text()
     assert_self_contained(report)

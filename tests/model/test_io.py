@@ -43,14 +43,14 @@ def test_truncated_weights_name_the_file(tmp_path: Path) -> None:
 def test_mismatch_names_missing_unexpected_and_misshaped(tmp_path: Path) -> None:
     mvlt.create_model("mvlt_nano", num_categories=3).save_pretrained(tmp_path)
     state = load_file(str(tmp_path / WEIGHTS_NAME))
-    del state["itm_head.fc.bias"]
+    del state["category_head.fc.bias"]
     state["surplus.weight"] = torch.zeros(1)
     state["category_head.fc.weight"] = torch.zeros(7, 128)
     save_file(state, str(tmp_path / WEIGHTS_NAME))
     with pytest.raises(mvlt.CheckpointError) as err:
         mvlt.MVLT.from_pretrained(tmp_path)
     message = str(err.value)
-    assert "1 missing: itm_head.fc.bias" in message
+    assert "1 missing: category_head.fc.bias" in message
     assert "1 unexpected: surplus.weight" in message
     assert "category_head.fc.weight (checkpoint (7, 128), model (3, 128))" in message
 

@@ -16,13 +16,32 @@ def test_defaults_follow_the_spec():
     cfg = TrainConfig()
     assert cfg.betas == (0.9, 0.999) and cfg.weight_decay == 0.01 and cfg.min_lr == 1e-5
     assert cfg.mask_ratio == 0.5 and cfg.mask_unit == 16 and cfg.mlm_prob == 0.15 and cfg.max_text_len == 128
-    assert cfg.resolved_loss_weights() == {"mir": 10, "itm": 1, "mlm": 1, "category": 0, "subcategory": 0}
-    assert cfg.resolved_input_schedule() == "alternate"
+    # Ours: align before fusing (ITC + ITM on ITC-mined negatives + MLM + MIR).
+    assert cfg.recipe == "mvlt"
+    assert cfg.resolved_loss_weights() == {
+        "itc": 1,
+        "mir": 1,
+        "itm": 3,
+        "mlm": 1,
+        "category": 0,
+        "subcategory": 0,
+    }
+    assert cfg.resolved_input_schedule() == "masked" and cfg.resolved_itm_negatives() == "itc"
+    assert cfg.recipe_model_overrides() == {}
+    # The paper's recipe, exactly: eq. (8), random ITM texts, alternating inputs, the paper's heads.
+    paper = TrainConfig(recipe="paper")
+    assert paper.resolved_loss_weights() == {
+        "itc": 0, "mir": 10, "itm": 1, "mlm": 1, "category": 0, "subcategory": 0
+    }  # fmt: skip
+    assert paper.resolved_input_schedule() == "alternate" and paper.resolved_itm_negatives() == "random"
+    assert paper.recipe_model_overrides() == {"match_head": "cls", "contrastive_dim": 0, "fusion_stage": 1}
     # Released rule: 2.5e-4 per 512 samples, scaled linearly with the global batch.
     assert cfg.replace(batch_size=1024).peak_lr() == pytest.approx(5e-4)
     assert cfg.replace(lr=3e-3).peak_lr() == 3e-3
     finetune = TrainConfig(task="finetune", init="x")
-    assert finetune.resolved_loss_weights() == {"mir": 0, "itm": 0, "mlm": 0, "category": 1, "subcategory": 1}
+    assert finetune.resolved_loss_weights() == {
+        "itc": 0, "mir": 0, "itm": 0, "mlm": 0, "category": 1, "subcategory": 1
+    }  # fmt: skip
     assert finetune.resolved_input_schedule() == "clean"
 
 
@@ -37,7 +56,7 @@ def test_defaults_follow_the_spec():
 )
 def test_objective_subsets_of_the_ablation(objectives, expected):
     """Table 3(d) trains ITM, ITM+MIR, ITM+MLM and all three, each with its eq. (8) weight."""
-    weights = TrainConfig(objectives=objectives).validate().resolved_loss_weights()
+    weights = TrainConfig(recipe="paper", objectives=objectives).validate().resolved_loss_weights()
     assert {k: weights[k] for k in expected} == expected
 
 
@@ -80,7 +99,10 @@ def test_unknown_keys_name_the_key_and_the_file(tmp_path: Path):
         ({"objectives": ["itm", "contrastive"]}, "objectives"),
         ({"task": "finetune"}, "init"),
         ({"image_size": 100}, "image_size"),
-        ({"loss_weights": {"mir": 0, "itm": 0, "mlm": 0}}, "loss_weights"),
+        ({"loss_weights": {"itc": 0, "mir": 0, "itm": 0, "mlm": 0}}, "loss_weights"),
+        ({"recipe": "albef"}, "recipe"),
+        ({"itm_negatives": "easy"}, "itm_negatives"),
+        ({"objectives": ["itm", "mlm"], "itm_negatives": "itc"}, "itm_negatives"),
     ],
 )
 def test_bad_values_name_the_field(changes, key):

@@ -49,16 +49,16 @@ def test_input_schedules(tmp_path: Path, tokenizer_dir: Path, monkeypatch):
     seen: list[bool] = []
     original = mvlt.MVLT.forward_loss
 
-    def spy(self, batch, weights=None, use_masked_images=True):
+    def spy(self, batch, weights=None, use_masked_images=True, **kwargs):
         seen.append(use_masked_images)
         assert "masked_images" in batch and weights.mir == 10
-        return original(self, batch, weights, use_masked_images)
+        return original(self, batch, weights, use_masked_images, **kwargs)
 
     monkeypatch.setattr(mvlt.MVLT, "forward_loss", spy)
-    train(tiny_config(tmp_path / "a", tokenizer_dir, steps=4, accumulation=2))
+    train(tiny_config(tmp_path / "a", tokenizer_dir, steps=4, accumulation=2, recipe="paper"))
     assert seen == [False, False, True, True, False, False, True, True]
     seen.clear()
-    train(tiny_config(tmp_path / "m", tokenizer_dir, steps=2, input_schedule="masked"))
+    train(tiny_config(tmp_path / "m", tokenizer_dir, steps=2, input_schedule="masked", recipe="paper"))
     assert seen == [True, True]
 
 
@@ -66,8 +66,8 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path: Path, tokenizer_di
     calls = {"n": 0}
     original = mvlt.MVLT.forward_loss
 
-    def poisoned(self, batch, weights=None, use_masked_images=True):
-        losses = original(self, batch, weights, use_masked_images)
+    def poisoned(self, batch, weights=None, use_masked_images=True, **kwargs):
+        losses = original(self, batch, weights, use_masked_images, **kwargs)
         calls["n"] += 1
         if calls["n"] >= 3:  # from step 3 on
             losses["mlm"] = losses["mlm"] * float("nan")

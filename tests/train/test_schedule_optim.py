@@ -56,7 +56,7 @@ def test_no_weight_decay_on_biases_norms_and_position_embeddings():
     assert "stages.0.pos_embed" in no_decay and "stages.0.text_pos_embed" in no_decay
     assert "text_embed.position_embeddings.weight" in no_decay
     assert all(n.endswith("bias") or "norm" in n or "pos" in n or n.startswith("stages") or "embed" in n
-               for n in no_decay)  # fmt: skip
+               or n.endswith(("temperature", "log_scale")) for n in no_decay)  # fmt: skip
     assert "stages.0.blocks.0.attn.q.weight" in decay and "text_embed.word_embeddings.weight" in decay
     assert not any(n.startswith("decoder.") for n in decay | no_decay)  # frozen: left out
     opt = build_optimizer(model, 1e-3, 0.01)

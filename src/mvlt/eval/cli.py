@@ -52,9 +52,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--candidates", type=Path, default=None, help="re-run these candidate lists (JSON)")
     r.add_argument(
         "--score",
+        default="auto",
+        help="retrieval scorer(s): itc+itm, itc, itm or a comma list, the first the headline (default "
+        "auto: all three, itc+itm first, when the checkpoint has ITC heads, else itm)",
+    )
+    r.add_argument(
+        "--rerank-top", type=_positive, default=16, help="itc+itm: ITM re-ranks the ITC top K (default 16)"
+    )
+    r.add_argument(
+        "--itm-score",
         choices=SCORES,
         default="log_odds",
-        help="ITM log-odds (default; ranks as match_probability without float saturation) or probability",
+        help="ITM output: log-odds (default; ranks as match_probability, no float saturation) or probability",
     )
     g = p.add_argument_group("recognition and masked image generation")
     g.add_argument(
@@ -132,6 +141,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             ),
             candidates_file=str(args.candidates) if args.candidates else None,
             score=args.score,
+            rerank_top=args.rerank_top,
+            itm_score=args.itm_score,
             seed=args.seed,
             batch_size=args.batch_size,
             precision=args.precision,
@@ -148,6 +159,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             cache_mb=args.cache_mb,
             progress=not args.no_progress and sys.stderr.isatty(),
             checkpoint=str(args.checkpoint),
+            training_logs=tuple(str(p) for p in [args.checkpoint / "metrics.jsonl"] if p.is_file()),
         )
         model = MVLT.from_pretrained(args.checkpoint)
         tokenizer = None

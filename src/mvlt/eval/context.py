@@ -99,11 +99,19 @@ class EvalContext:
         return ids, pad_sequences([[1] * len(s) for s in seqs], 0, ids.shape[1])
 
     def batch(self, image_rows: Sequence[int], text_rows: Sequence[int]) -> tuple[torch.Tensor, ...]:
-        """``(images, input_ids, attention_mask)`` of the given rows, on the model's device."""
-        pixels = torch.stack([self.pixels(r) for r in image_rows])  # uint8: 4x less to copy to a GPU
-        ids, mask = self.texts(text_rows)
-        pixels, ids, mask = (t.to(self.device, non_blocking=True) for t in (pixels, ids, mask))
-        return pixels.float().div_(255.0), ids, mask
+        """``(images, input_ids, attention_mask)`` of the given rows, on the model's device
+        (pixels travel as uint8: 4x less to copy to a GPU)."""
+        return (self.images(image_rows), *self.text_batch(text_rows))
+
+    def images(self, rows: Sequence[int]) -> torch.Tensor:
+        """``B x 3 x S x S`` float images of ``rows`` on the model's device."""
+        pixels = torch.stack([self.pixels(r) for r in rows]).to(self.device, non_blocking=True)
+        return pixels.float().div_(255.0)
+
+    def text_batch(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input_ids, attention_mask)`` of ``rows`` on the model's device."""
+        ids, mask = self.texts(rows)
+        return ids.to(self.device, non_blocking=True), mask.to(self.device, non_blocking=True)
 
     def batches(self, n: int) -> Iterator[slice]:
         for start in range(0, n, self.batch_size):

@@ -62,6 +62,11 @@ def std(name: str) -> str:
     return f"{name}_std"
 
 
+def stderr(name: str) -> str:
+    """The binomial standard error of R@k, sqrt(p (1 - p) / queries), over all queries."""
+    return f"{name}_se"
+
+
 def recognition(field: str, stat: str) -> str:
     """``mcr_acc``, ``mcr_macro_f1``, ``mcr_sumc``, ``scr_acc``, ``scr_unknown_items``, ..."""
     if field not in RECOGNITION_FIELDS:

@@ -15,6 +15,7 @@ import html
 import io
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import names
+from .curves import draw_curves, read_losses
+from .retrieval import scorer_tag
 
 if TYPE_CHECKING:
     from .runner import EvalRun
@@ -192,10 +195,12 @@ def retrieval_section(run: EvalRun, thumb: Callable[[int], str]) -> str:
     )
     per_repeat = cset.num_queries // max(1, len(cset.repeats))
     tied = ", ".join(f"{d.upper()} {m[names.tied(d, k)]:.2f}" for d in out.ranks)
-    log_odds = run.options.score == "log_odds"
+    headline = run.scorers[0]
 
     def shown(score: float) -> str:
-        if not log_odds:
+        if headline != "itm":
+            return f"score {score:+.3g}"
+        if run.options.itm_score != "log_odds":
             return f"p = {score:.4f}"
         return f"p = {1 / (1 + math.exp(-min(max(score, -700.0), 700.0))):.4f} (log-odds {score:+.3g})"
 
@@ -209,7 +214,8 @@ def retrieval_section(run: EvalRun, thumb: Callable[[int], str]) -> str:
             f"<b>{esc(p['topup'])}</b> applies ({esc(p['topup_words'])}): {cset.num_topped_up} queries were",
             f"topped up, {cset.num_skipped} skipped. TIR ranks the candidates' images for the query's text,",
             "ITR the candidates' texts for the query's image; both directions use the same lists.",
-            f"Scores: {esc(p['score'])}; {esc(run.protocol['precision'])} on {esc(run.protocol['device'])}.",
+            f"Scores (the table): <b>{esc(headline)}</b>, {esc(p['score_words'][headline])};",
+            f"{esc(run.protocol['precision'])} on {esc(run.protocol['device'])}.",
             f"Ties: {tie_words}; negatives tied with the positive per query: {tied}.",
             "R@k is the share of queries whose positive",
             f"ranks within the top k (shown in %); SumR = (R@5 + R@10) × 100; chance is R@k = k / {k + 1}.",
@@ -231,6 +237,19 @@ def retrieval_section(run: EvalRun, thumb: Callable[[int], str]) -> str:
         words,
         timing,
     ]
+    if len(run.scorers) > 1:
+        rows = [
+            [f"{name} {d.upper()}"] + [with_std(m, f"{scorer_tag(name)}_{names.recall(d, r, k)}", 100)
+                                       for r in names.RECALL_KS]
+            for name in run.scorers for d in out.ranks
+        ]  # fmt: skip
+        html_ += [
+            "<h3>Every scorer on the same lists</h3>",
+            table(["scorer, direction", "R@1 %", "R@5 %", "R@10 %"], rows),
+            "<p class='note'>"
+            + "; ".join(f"<b>{esc(n)}</b>: {esc(p['score_words'][n])}" for n in run.scorers)
+            + ".</p>",
+        ]
     queries = cset.repeats[0][: run.options.examples]
     if "tir" in out.scores and queries:
         html_.append("<h3>Text → image examples (top 5; the positive is outlined in green)</h3>")
@@ -382,6 +401,27 @@ def generation_section(run: EvalRun) -> str:
     return "\n".join(html_)
 
 
+def training_section(run: EvalRun) -> str:
+    """Each objective's loss by step for the training runs behind the checkpoint."""
+    runs = {}
+    for path in run.options.training_logs:
+        try:
+            runs[Path(path).parent.name or str(path)] = read_losses(path)
+        except (OSError, ValueError) as err:
+            return f"<h2>Training</h2><p class='note'>learning curves unavailable: {esc(err)}</p>"
+    runs = {name: series for name, series in runs.items() if series}
+    if not runs:
+        return ""
+    picture = data_uri(draw_curves(runs), max_side=None, fmt="PNG")
+    return (
+        "<h2>Training: learning curves</h2>"
+        f"<img src='{picture}' alt='loss by step for each objective'>"
+        "<p class='note'>Each objective's training loss by step (window means as logged). Chance levels: ITM "
+        "ln 2 = 0.693 with the paper's 50 % random negatives, 0.637 with one positive and two mined "
+        "negatives; ITC ln(batch).</p>"
+    )
+
+
 def render_report(run: EvalRun) -> str:
     """The whole page as one string (no external resources)."""
     cache: dict[int, str] = {}
@@ -410,6 +450,7 @@ def render_report(run: EvalRun) -> str:
         ],
     )
     sections = [
+        training_section(run),
         retrieval_section(run, thumb),
         recognition_section(run, thumb),
         generation_section(run),

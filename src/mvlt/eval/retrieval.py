@@ -11,12 +11,15 @@ The protocol, every choice explicit and recorded:
   query). A query is *topped up* when any of its negatives comes from another sub-category.
 - **Both directions use the same lists**: TIR scores the query's text against the candidates'
   images, ITR the query's image against the candidates' texts, so the two numbers are paired.
-- **Scores** come from the ITM head only (no MLM, no decoder). By default the ITM log-odds
-  ``logit[match] - logit[no match]``, computed in fp32 from the [CLS] feature: it ranks exactly as
+- **Scorers.** ``itm`` (the paper's): the ITM head on the joint pass of each pair (no MLM, no
+  decoder), by default its log-odds ``logit[match] - logit[no match]`` in fp32: it ranks exactly as
   ``match_probability`` does, but a float32 probability saturates at 1.0 once the margin passes ~17
   and bf16 logits collapse close scores into a few values, and either would manufacture ties.
-  ``probability`` scores with ``match_probability`` itself. Each distinct (image, text) pair is
-  scored once: the positive pair is shared by TIR and ITR, and small sub-categories repeat pairs.
+  ``itc``: the cosine of ``encode_texts`` and ``encode_images``, one encoder pass per image and per
+  text instead of one per pair. ``itc+itm`` (ALBEF's inference, with score fusion): the ITC order,
+  whose top ``rerank_top`` candidates are re-ordered by the ITC logit (cosine / temperature) plus
+  the ITM log-odds, two log-scale scores of the same pair. Each distinct (image, text) pair is scored once
+  per scorer: the positive pair is shared by TIR and ITR, and small sub-categories repeat pairs.
 - **Ties cannot flatter**: ``pessimistic`` ranks the positive 1 + #negatives scoring >= it, so a
   constant scorer gets R@1 = 0. ``optimistic`` is a stable descending sort of the list as stored
   (the positive first in our lists), which is what the released code did.
@@ -49,6 +52,9 @@ FILE_FORMAT = "mvlt-retrieval-candidates"
 FILE_VERSION = 1
 
 SCORES = ("log_odds", "probability")
+"""What the ITM scorer outputs."""
+SCORERS = ("itc+itm", "itc", "itm")
+"""Retrieval scorers, best first: ``itc+itm`` re-ranks the ITC shortlist with ITM."""
 Scorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """``(images B x 3 x H x W, input_ids B x L, attention_mask B x L) -> B scores``, higher = the text
 more likely describes the image (match probabilities, ITM log-odds, or a test's fake)."""
@@ -60,6 +66,35 @@ class PairInputs(Protocol):
     def token_ids(self, row: int) -> list[int]: ...
 
     def batch(self, image_rows: Sequence[int], text_rows: Sequence[int]) -> tuple[torch.Tensor, ...]: ...
+
+
+class Embedder(Protocol):
+    """Unit-length ITC embeddings of catalogue rows (:func:`model_embedder` makes one)."""
+
+    def images(self, rows: Sequence[int]) -> torch.Tensor: ...
+
+    def texts(self, rows: Sequence[int]) -> torch.Tensor: ...
+
+
+def scorer_tag(scorer: str) -> str:
+    """``itc+itm`` -> ``itc_itm``: the prefix of that scorer's metric names."""
+    return scorer.replace("+", "_")
+
+
+def resolve_scorers(requested: str, has_itc: bool) -> tuple[str, ...]:
+    """``auto`` (every scorer the model supports, the best first), one scorer or a comma list."""
+    if requested == "auto":
+        return SCORERS if has_itc else ("itm",)
+    chosen = tuple(dict.fromkeys(s.strip() for s in requested.split(",") if s.strip()))
+    unknown = [s for s in chosen if s not in SCORERS]
+    if unknown or not chosen:
+        raise ValueError(f"--score: unknown scorer(s) {unknown}; choose auto or from {', '.join(SCORERS)}")
+    if not has_itc and any(s != "itm" for s in chosen):
+        raise ValueError(
+            "--score itc / itc+itm need ITC heads, and this checkpoint has none (contrastive_dim = 0: "
+            "the paper's recipe or the authors' weights); use --score itm"
+        )
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -359,12 +394,8 @@ def required_pairs(cset: CandidateSet, directions: Iterable[str] = names.DIRECTI
     pairs: set[tuple[int, int]] = set()
     for queries in cset.repeats:
         for c in queries:
-            q = c.query_row
             for direction in directions:
-                if direction == "tir":
-                    pairs.update((row, q) for row in c.rows or ())
-                else:
-                    pairs.update((q, row) for row in c.rows or ())
+                pairs.update(pair_keys(c, direction))
     return pairs
 
 
@@ -413,6 +444,65 @@ def model_scorer(model: Any, kind: str = "log_odds", autocast: Callable[[], Any]
     return log_odds if kind == "log_odds" else probability
 
 
+def model_embedder(
+    model: Any, inputs: Any, batch_size: int = 64, autocast: Callable[[], Any] | None = None
+) -> Embedder:
+    """``model.encode_images`` / ``encode_texts`` over ``inputs`` (an ``EvalContext``), in batches."""
+    context = autocast or contextlib.nullcontext
+
+    class _Embedder:
+        def images(self, rows: Sequence[int]) -> torch.Tensor:
+            out = []
+            for start in range(0, len(rows), batch_size):
+                with context():
+                    out.append(model.encode_images(inputs.images(rows[start : start + batch_size])).float())
+            return torch.cat(out).cpu()
+
+        def texts(self, rows: Sequence[int]) -> torch.Tensor:
+            out = []
+            for start in range(0, len(rows), batch_size):
+                with context():
+                    out.append(
+                        model.encode_texts(*inputs.text_batch(rows[start : start + batch_size])).float()
+                    )
+            return torch.cat(out).cpu()
+
+    return _Embedder()
+
+
+def embedding_scores(pairs: Iterable[tuple[int, int]], embedder: Embedder) -> dict[tuple[int, int], float]:
+    """ITC cosine of each ``(image_row, text_row)`` pair: each image and text is embedded once."""
+    pairs = list(pairs)
+    image_rows = sorted({p[0] for p in pairs})
+    text_rows = sorted({p[1] for p in pairs})
+    images, texts = embedder.images(image_rows), embedder.texts(text_rows)
+    img_at = {r: i for i, r in enumerate(image_rows)}
+    txt_at = {r: i for i, r in enumerate(text_rows)}
+    a = torch.tensor([img_at[p[0]] for p in pairs], dtype=torch.long)
+    b = torch.tensor([txt_at[p[1]] for p in pairs], dtype=torch.long)
+    values = (images[a].double() * texts[b].double()).sum(1).tolist()
+    return dict(zip(pairs, values))
+
+
+def shortlist(scores: np.ndarray, positive_index: int, k: int) -> np.ndarray:
+    """Indices of the ``k`` best candidates; a negative tied with the positive goes first (ties
+    never flatter the positive, as in ``positive_rank``'s pessimistic rule)."""
+    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    is_positive = np.arange(len(s)) == positive_index
+    return np.lexsort((is_positive, -s))[:k]
+
+
+def reranked_scores(first: np.ndarray, second: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Scores that rank the ``top`` candidates by ``second``, above all others ranked by ``first``."""
+    out = np.nan_to_num(np.asarray(first, dtype=np.float64), nan=-np.inf)
+    top_scores = np.nan_to_num(np.asarray(second, dtype=np.float64)[top], nan=-np.inf)
+    finite_first, finite_top = out[np.isfinite(out)], top_scores[np.isfinite(top_scores)]
+    ceiling = finite_first.max() if finite_first.size else 0.0
+    floor = finite_top.min() if finite_top.size else 0.0
+    out[top] = top_scores - floor + ceiling + 1.0
+    return out
+
+
 def positive_rank(scores: np.ndarray, positive_index: int, ties: str = "pessimistic") -> int:
     """Rank (1 = best) of ``scores[positive_index]`` among the candidates.
 
@@ -437,15 +527,21 @@ def tied_negatives(scores: np.ndarray, positive_index: int) -> int:
     return int(np.sum(s == s[positive_index])) - 1
 
 
-def list_scores(c: CandidateList, direction: str, scores: dict[tuple[int, int], float]) -> np.ndarray:
-    """The candidates' scores for one query: TIR pairs (candidate image, query text), ITR the mirror."""
+def pair_keys(c: CandidateList, direction: str) -> list[tuple[int, int]]:
+    """The ``(image_row, text_row)`` pair of each candidate: TIR (candidate image, query text),
+    ITR the mirror."""
     q, rows = c.query_row, c.rows or ()
-    keys = [(row, q) for row in rows] if direction == "tir" else [(q, row) for row in rows]
-    return np.array([scores[k] for k in keys], dtype=np.float64)
+    return [(row, q) for row in rows] if direction == "tir" else [(q, row) for row in rows]
+
+
+def list_scores(c: CandidateList, direction: str, scores: dict[tuple[int, int], float]) -> np.ndarray:
+    """The candidates' scores for one query, in candidate order."""
+    return np.array([scores[k] for k in pair_keys(c, direction)], dtype=np.float64)
 
 
 def recall_metrics(ranks: Sequence[np.ndarray], direction: str, negatives: int) -> dict[str, float]:
-    """R@1/5/10, SumR and mean rank, averaged over repeats (with ``_std`` when there are several)."""
+    """R@1/5/10, SumR and mean rank, averaged over repeats (with ``_std`` when there are several),
+    and each R@k's binomial standard error ``_se`` over all queries."""
     per_repeat: dict[str, list[float]] = {}
     for r in ranks:
         r = np.asarray(r)
@@ -463,12 +559,18 @@ def recall_metrics(ranks: Sequence[np.ndarray], direction: str, negatives: int) 
         out[name] = float(np.mean(values))
         if len(ranks) > 1:
             out[names.std(name)] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    queries = sum(np.asarray(r).size for r in ranks)
+    for k in names.RECALL_KS:
+        name = names.recall(direction, k, negatives)
+        if name in out and queries:
+            out[names.stderr(name)] = float(np.sqrt(out[name] * (1 - out[name]) / queries))
     return out
 
 
 @dataclass
 class RetrievalOutcome:
-    """Ranks and scores per direction and repeat, the metrics, and how fast scoring ran."""
+    """Ranks and scores per direction and repeat of the headline scorer (the first), the ranks
+    of every scorer that ran, the metrics, and how fast ITM scoring ran."""
 
     candidates: CandidateSet
     ranks: dict[str, list[np.ndarray]]
@@ -477,6 +579,8 @@ class RetrievalOutcome:
     pairs_needed: int
     pair_slots: int
     seconds: float
+    scorers: tuple[str, ...] = ("itm",)
+    ranks_by_scorer: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)
 
     @property
     def pairs_per_s(self) -> float:
@@ -486,19 +590,35 @@ class RetrievalOutcome:
 def run_retrieval(
     catalogue: Any,
     inputs: PairInputs,
-    scorer: Scorer,
+    scorer: Scorer | None,
     protocol: RetrievalProtocol,
     *,
     candidates: CandidateSet | None = None,
     batch_size: int = 64,
     progress: bool = False,
     directions: Sequence[str] = names.DIRECTIONS,
+    scorers: Sequence[str] = ("itm",),
+    embedder: Embedder | None = None,
+    rerank_top: int = 16,
+    itc_scale: float = 1.0,
 ) -> RetrievalOutcome:
     """Sample (or resolve the given) candidate lists, score them, rank the positives, compute metrics.
 
     ``catalogue`` needs the metadata lists ``product_ids``, ``texts``, ``subcategories`` and
-    ``categories``; ``inputs`` makes model inputs from rows; ``scorer`` gives match probabilities.
+    ``categories``; ``inputs`` makes model inputs from rows; ``scorer`` scores pairs with ITM and
+    ``embedder`` gives ITC embeddings. ``scorers`` run in order: the first gives the headline
+    metric names, and each also gets its names prefixed (``itc_tir_r1_1p100_subcat``, ...).
+    ``itc_scale`` turns cosines into the ITC logits that ``itc+itm`` adds to the ITM scores.
     """
+    if rerank_top < 1:
+        raise ValueError(f"--rerank-top must be >= 1, got {rerank_top}")
+    unknown = [s for s in scorers if s not in SCORERS]
+    if unknown or not scorers:
+        raise ValueError(f"unknown retrieval scorer(s) {unknown}; choose from {SCORERS}")
+    if scorer is None and any(s != "itc" for s in scorers):
+        raise ValueError("the itm and itc+itm scorers need an ITM scorer")
+    if embedder is None and any(s != "itm" for s in scorers):
+        raise ValueError("the itc and itc+itm scorers need ITC embeddings (an embedder)")
     if candidates is None:
         cset = sample_candidates(
             catalogue.product_ids, catalogue.texts, catalogue.subcategories, catalogue.categories, protocol
@@ -512,37 +632,104 @@ def run_retrieval(
         )
     pairs = required_pairs(cset, directions)
     slots = sum(len(c.candidates) for r in cset.repeats for c in r) * len(directions)
-    start = time.perf_counter()
-    scores = score_pairs(pairs, inputs, scorer, batch_size=batch_size, progress=progress)
-    seconds = time.perf_counter() - start
-    ranks: dict[str, list[np.ndarray]] = {}
-    per_query: dict[str, list[list[np.ndarray]]] = {}
-    metrics: dict[str, float] = {}
+    timings: dict[str, float] = {}
+    itc: dict[tuple[int, int], float] = {}
+    if embedder is not None and any(s != "itm" for s in scorers):
+        start = time.perf_counter()
+        itc = embedding_scores(pairs, embedder)
+        timings["itc"] = time.perf_counter() - start
+    itm_pairs = pairs if "itm" in scorers else _shortlisted_pairs(cset, directions, itc, rerank_top)
+    itm: dict[tuple[int, int], float] = {}
+    if scorer is not None and any(s != "itc" for s in scorers):
+        start = time.perf_counter()
+        itm = score_pairs(itm_pairs, inputs, scorer, batch_size=batch_size, progress=progress)
+        timings["itm"] = time.perf_counter() - start
     k = cset.negatives
-    for direction in directions:
-        per_query[direction] = [[list_scores(c, direction, scores) for c in r] for r in cset.repeats]
-        ranks[direction] = [
-            np.array(
-                [positive_rank(s, c.positive_index, protocol.ties) for s, c in zip(rs, r)], dtype=np.int64
-            )
-            for rs, r in zip(per_query[direction], cset.repeats)
-        ]
-        metrics.update(recall_metrics(ranks[direction], direction, k))
-        tied = [tied_negatives(sc, c.positive_index) for rs, r in zip(per_query[direction], cset.repeats)
-                for sc, c in zip(rs, r)]  # fmt: skip
-        metrics[names.tied(direction, k)] = float(np.mean(tied))
+    metrics: dict[str, float] = {}
+    ranks_by: dict[str, dict[str, list[np.ndarray]]] = {}
+    scores_by: dict[str, dict[str, list[list[np.ndarray]]]] = {}
+    for name in scorers:
+        ranks_by[name], scores_by[name], values = _rank_lists(
+            cset, directions, name, itc, itm, rerank_top, protocol.ties, itc_scale
+        )
+        metrics.update({f"{scorer_tag(name)}_{key}": v for key, v in values.items()})
+        if name == scorers[0]:
+            metrics.update(values)
     metrics[names.retrieval_count("queries", k)] = cset.num_queries
     metrics[names.retrieval_count("topped_up", k)] = cset.num_topped_up
     metrics[names.retrieval_count("skipped", k)] = cset.num_skipped
-    metrics[names.RETRIEVAL_PAIRS_SCORED] = len(pairs)
-    metrics[names.RETRIEVAL_PAIRS_PER_S] = len(pairs) / seconds if seconds > 0 else float("nan")
+    seconds = timings.get("itm", timings.get("itc", 0.0))
+    scored = len(itm_pairs) if itm else len(pairs)
+    metrics[names.RETRIEVAL_PAIRS_SCORED] = scored
+    metrics[names.RETRIEVAL_PAIRS_PER_S] = scored / seconds if seconds > 0 else float("nan")
+    for what, value in timings.items():
+        metrics[f"retrieval_seconds_{what}"] = value
     log.info(
-        "retrieval: %d queries x %d repeat(s), %d distinct pairs (%d slots) scored in %.1f s (%.1f pairs/s)",
-        cset.num_queries,
-        len(cset.repeats),
-        len(pairs),
-        slots,
-        seconds,
-        metrics[names.RETRIEVAL_PAIRS_PER_S],
+        "retrieval: %d queries x %d repeat(s), %d distinct pairs (%d slots); scorers %s; %s",
+        cset.num_queries, len(cset.repeats), len(pairs), slots, ", ".join(scorers),
+        ", ".join(f"{w} {v:.1f} s" for w, v in timings.items()),
+    )  # fmt: skip
+    head = scorers[0]
+    return RetrievalOutcome(
+        cset, ranks_by[head], scores_by[head], metrics, scored, slots, seconds, tuple(scorers), ranks_by
     )
-    return RetrievalOutcome(cset, ranks, per_query, metrics, len(pairs), slots, seconds)
+
+
+def _shortlisted_pairs(
+    cset: CandidateSet, directions: Sequence[str], itc: dict[tuple[int, int], float], k: int
+) -> set[tuple[int, int]]:
+    """The pairs ITM must score to re-rank each list's ITC top ``k``."""
+    needed: set[tuple[int, int]] = set()
+    for queries in cset.repeats:
+        for c in queries:
+            for d in directions:
+                keys = pair_keys(c, d)
+                needed.update(
+                    keys[j] for j in shortlist(list_scores(c, d, itc), c.positive_index, k).tolist()
+                )
+    return needed
+
+
+def _rank_lists(
+    cset: CandidateSet,
+    directions: Sequence[str],
+    scorer: str,
+    itc: dict[tuple[int, int], float],
+    itm: dict[tuple[int, int], float],
+    k: int,
+    ties: str,
+    itc_scale: float = 1.0,
+) -> tuple[dict[str, list[np.ndarray]], dict[str, list[list[np.ndarray]]], dict[str, float]]:
+    """One scorer's per-list scores, the positives' ranks and the recall metrics."""
+    ranks: dict[str, list[np.ndarray]] = {}
+    per_query: dict[str, list[list[np.ndarray]]] = {}
+    metrics: dict[str, float] = {}
+    negatives = cset.negatives
+    for d in directions:
+        lists = []
+        for queries in cset.repeats:
+            row_scores = []
+            for c in queries:
+                if scorer == "itm":
+                    row_scores.append(list_scores(c, d, itm))
+                elif scorer == "itc":
+                    row_scores.append(list_scores(c, d, itc))
+                else:
+                    first = list_scores(c, d, itc)
+                    top = shortlist(first, c.positive_index, k)
+                    keys = pair_keys(c, d)
+                    second = np.zeros_like(first)
+                    second[top] = [itc_scale * itc[keys[j]] + itm[keys[j]] for j in top.tolist()]
+                    row_scores.append(reranked_scores(first, second, top))
+            lists.append(row_scores)
+        per_query[d] = lists
+        ranks[d] = [
+            np.array([positive_rank(s, c.positive_index, ties) for s, c in zip(rs, r)], dtype=np.int64)
+            for rs, r in zip(lists, cset.repeats)
+        ]
+        metrics.update(recall_metrics(ranks[d], d, negatives))
+        tied = [
+            tied_negatives(sc, c.positive_index) for rs, r in zip(lists, cset.repeats) for sc, c in zip(rs, r)
+        ]
+        metrics[names.tied(d, negatives)] = float(np.mean(tied))
+    return ranks, per_query, metrics

@@ -33,7 +33,9 @@ from .retrieval import (
     RetrievalOutcome,
     RetrievalProtocol,
     load_candidates,
+    model_embedder,
     model_scorer,
+    resolve_scorers,
     run_retrieval,
     save_candidates,
 )
@@ -45,9 +47,14 @@ METRICS_NAME = "metrics.json"
 REPORT_NAME = "report.html"
 CANDIDATES_NAME = "retrieval_candidates.json"
 RECOGNITION_NAME = "recognition.json"
-SCORE_WORDS = {
+ITM_SCORE_WORDS = {
     "log_odds": "ITM log-odds logit[match] - logit[no match], head in fp32 (ranks as match_probability)",
     "probability": "ITM match probability (model.match_probability)",
+}
+SCORER_WORDS = {
+    "itm": "ITM on the joint pass of every pair",
+    "itc": "ITC cosine of encode_texts and encode_images (one pass per image and per text)",
+    "itc+itm": "the ITC order, its top {k} re-ranked by ITC logit (cosine / temperature) + ITM log-odds",
 }
 TOPUP_WORDS = {
     "category": "fill from the same main category, then from anywhere",
@@ -63,8 +70,14 @@ class EvalOptions:
     retrieval: RetrievalProtocol = field(default_factory=RetrievalProtocol)
     candidates_file: str | None = None
     """Re-run these candidate lists instead of sampling (``--candidates``)."""
-    score: str = "log_odds"
-    """Retrieval score: ITM ``log_odds`` (fp32 head, no saturation) or ``probability``."""
+    score: str = "auto"
+    """Retrieval scorers: ``auto`` (every one the checkpoint supports, the best first: ``itc+itm``,
+    ``itc``, ``itm`` with ITC heads, else ``itm``), one of them, or a comma list; the first gives
+    the headline metric names, each also gets its own prefixed names."""
+    rerank_top: int = 16
+    """``itc+itm``: how many of the ITC order's best candidates ITM re-ranks."""
+    itm_score: str = "log_odds"
+    """What the ITM scorer outputs: ``log_odds`` (fp32 head, no saturation) or ``probability``."""
     seed: int = 0
     """Seeds the recognition and MIG image samples and the MIG masks (retrieval has its own)."""
     batch_size: int | None = None
@@ -87,6 +100,9 @@ class EvalOptions:
     cache_mb: int = 2048
     """Memory bound of the prepared-image cache."""
     progress: bool = False
+    training_logs: tuple[str, ...] = ()
+    """``metrics.jsonl`` files of the training runs behind the checkpoint: the report draws their
+    learning curves."""
     checkpoint: str | None = None
     """Where the model came from (for the record only)."""
 
@@ -102,8 +118,10 @@ class EvalOptions:
         if not 0.0 < self.mask_ratio <= 1.0:
             raise ValueError(f"--mask-ratio must be in (0, 1], got {self.mask_ratio}")
         unknown = [s for s in self.mig_strategies if s not in IMAGE_MASK_STRATEGIES]
-        if self.score not in SCORE_WORDS:
-            raise ValueError(f"--score must be one of {tuple(SCORE_WORDS)}, got {self.score!r}")
+        if self.itm_score not in ITM_SCORE_WORDS:
+            raise ValueError(f"--itm-score must be one of {tuple(ITM_SCORE_WORDS)}, got {self.itm_score!r}")
+        if self.rerank_top < 1:
+            raise ValueError(f"--rerank-top must be >= 1, got {self.rerank_top}")
         if unknown or not self.mig_strategies:
             raise ValueError(f"--strategies: unknown {unknown}; choose from {IMAGE_MASK_STRATEGIES}")
 
@@ -122,6 +140,7 @@ class EvalRun:
     generation: GenerationOutcome | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    scorers: tuple[str, ...] = ("itm",)
 
 
 def parse_tasks(tasks: str | Iterable[str]) -> tuple[str, ...]:
@@ -169,6 +188,7 @@ def evaluate(
     tokenizer = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
     if tokenizer is None:
         raise ValueError("the checkpoint has no tokenizer (tokenizer_config.json); pass one (--vocab FILE)")
+    scorers = resolve_scorers(options.score, getattr(model, "itc_head", None) is not None)
     device = resolve_device(options.device)
     choice = resolve_precision(options.precision, device)
     precision = choice.name
@@ -185,9 +205,8 @@ def evaluate(
         model, catalogue, tokenizer, device, precision, image_size, options.resize, options.batch_size,
         options.cache_mb << 20, options.progress,
     )  # fmt: skip
-    run = EvalRun(
-        model, catalogue, options, _protocol(model, catalogue, asked, options, device, precision, image_size)
-    )
+    protocol = _protocol(model, catalogue, asked, options, device, precision, image_size, scorers)
+    run = EvalRun(model, catalogue, options, protocol, scorers=scorers)
     with torch.inference_mode():
         for task in asked:
             if task == "recognition" and not explicit_tasks:
@@ -214,10 +233,13 @@ class _Tasks:
     def retrieval(run: EvalRun, ctx: EvalContext) -> None:
         opts = run.options
         candidates = load_candidates(opts.candidates_file) if opts.candidates_file else None
+        needs_itc = any(s != "itm" for s in run.scorers)
+        embedder = model_embedder(ctx.model, ctx, ctx.batch_size * 8, ctx.autocast) if needs_itc else None
         out = run_retrieval(
-            run.catalogue, ctx, model_scorer(ctx.model, opts.score, ctx.autocast), opts.retrieval,
-            candidates=candidates,
-            batch_size=opts.batch_size, progress=opts.progress,
+            run.catalogue, ctx, model_scorer(ctx.model, opts.itm_score, ctx.autocast), opts.retrieval,
+            candidates=candidates, batch_size=opts.batch_size, progress=opts.progress,
+            scorers=run.scorers, embedder=embedder, rerank_top=opts.rerank_top,
+            itc_scale=1.0 / float(ctx.model.itc_head.clamped_temperature()) if needs_itc else 1.0,
         )  # fmt: skip
         run.retrieval = out
         run.metrics.update(out.metrics)
@@ -262,7 +284,7 @@ class _Tasks:
 
 def _protocol(
     model: Any, catalogue: Any, tasks: Sequence[str], options: EvalOptions, device: torch.device,
-    precision: str, image_size: int,
+    precision: str, image_size: int, scorers: Sequence[str],
 ) -> dict[str, Any]:  # fmt: skip
     from .. import __version__
 
@@ -290,7 +312,16 @@ def _protocol(
             "positive": "product level: the query product's first row (image and text)",
             "text_rule": "negatives: different product_id and different text (lower-cased, spaces collapsed)",
             "directions": "TIR and ITR rank the same candidate lists",
-            "score": SCORE_WORDS[options.score],
+            "score": scorers[0],
+            "scorers": list(scorers),
+            "score_words": {
+                s: SCORER_WORDS[s].format(k=options.rerank_top)
+                + (f"; {ITM_SCORE_WORDS[options.itm_score]}" if s != "itc" else "")
+                for s in scorers
+            },
+            "rerank_top": options.rerank_top if "itc+itm" in scorers else None,
+            "metric_names": "headline keys are the first scorer's; every scorer's also carry its prefix "
+            "(itc_, itm_, itc_itm_)",
         }
     if "recognition" in tasks:
         prot["recognition"] = {

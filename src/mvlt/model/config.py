@@ -10,6 +10,12 @@ DECODERS = ("unet", "aggregation")
 RAW_PIXELS = {"pixel_mean": (0.0, 0.0, 0.0), "pixel_std": (1.0, 1.0, 1.0)}
 """The released code's input: [0, 1] pixels as they are."""
 COMPAT_MODES = ("mvlt", "official")
+MATCH_HEADS = ("fused", "cls")
+PAPER_DESIGN = {"match_head": "cls", "contrastive_dim": 0, "fusion_stage": 1, "mlm_trains_embeddings": True,
+                "mir_trains_early_stages": True}  # fmt: skip
+"""The paper's design: image and text joined from stage 1, ITM on the [CLS] token alone and no ITC
+projections (the authors' checkpoints, ``--recipe paper``, and every checkpoint saved before these
+fields existed)."""
 
 
 @dataclass
@@ -58,6 +64,30 @@ class MVLTConfig:
     (the released 3-level decoder at 1/8 resolution, upsampled x8)."""
     decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
     """U-Net widths at 1/16, 1/8, 1/4, 1/2 and full resolution (``aggregation`` uses the released 64)."""
+    match_head: str = "fused"
+    """ITM head: ``fused`` (ours) scores a scaled cosine between projections of the fused [CLS]
+    and the mean fused visual token, plus a read-out of the [CLS]: an explicit text x image
+    product, which learns from scratch where ``cls`` (the paper's [CLS] -> 2-way head) stays at
+    ln 2 (docs/DESIGN.md)."""
+    fusion_stage: int = 4
+    """First stage (1-based) that runs over the joint sequence ``[visual ; text]``; earlier stages
+    run each modality alone (with the same weights). 1 is the paper's single stream. The default,
+    the last stage, aligns before fusing (ALBEF's unimodal-then-fusion layers, inside one pyramid):
+    the joint stage starts from the features ITC aligns, and ITM can reuse the unimodal passes
+    up to it, so it costs one stage per pair (docs/DESIGN.md measures both)."""
+    contrastive_dim: int = 256
+    """Width of the ITC embedding space shared by ``encode_images`` / ``encode_texts`` (ALBEF's
+    256). 0: no ITC heads (the paper's model)."""
+    mlm_trains_embeddings: bool = False
+    """Whether the tied MLM decoder's gradient reaches the word-embedding matrix (the paper: yes).
+    Under Adam every vocabulary row then moves at full speed for MLM whatever its loss weight,
+    and from scratch that undoes ITC's text side (measured: ITC R@1 8.5 % with it, 22.5 % without,
+    docs/RESULTS.md). The logits still use the tied matrix."""
+    mir_trains_early_stages: bool = False
+    """Whether the MIR decoder's skip connections send gradient into stages 1..n-1 (the paper:
+    yes). Their short path gives early stages MIR gradients far larger than ITC's, which Adam
+    turns into MIR-driven updates at any loss weight (measured: ITC R@1 8.5-10 % at weights 0.1 and
+    0.01). Off, MIR trains the decoder and reaches the encoder through the last stage."""
     num_categories: int = 0
     """Classes of the main-category recognition head (0 = no head)."""
     num_subcategories: int = 0
@@ -88,6 +118,12 @@ class MVLTConfig:
             raise ValueError(f"MVLTConfig.decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.compat not in COMPAT_MODES:
             raise ValueError(f"MVLTConfig.compat must be one of {COMPAT_MODES}, got {self.compat!r}")
+        if self.match_head not in MATCH_HEADS:
+            raise ValueError(f"MVLTConfig.match_head must be one of {MATCH_HEADS}, got {self.match_head!r}")
+        if not 1 <= self.fusion_stage <= n:
+            raise ValueError(f"MVLTConfig.fusion_stage must be in 1..{n}, got {self.fusion_stage}")
+        if self.contrastive_dim < 0:
+            raise ValueError(f"MVLTConfig.contrastive_dim must be >= 0, got {self.contrastive_dim}")
         if self.decoder == "unet" and len(self.decoder_channels) != n + 1:
             raise ValueError(f"MVLTConfig.decoder_channels needs {n + 1} widths for the U-Net")
 
@@ -114,7 +150,8 @@ class MVLTConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown MVLTConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**{**RAW_PIXELS, **values})  # configs saved before pixel_mean/std fed raw pixels
+        # Configs saved before these fields existed: raw pixels, the paper's heads.
+        return cls(**{**RAW_PIXELS, **PAPER_DESIGN, **values})
 
     def replace(self, **changes: Any) -> MVLTConfig:
         return dataclasses.replace(self, **changes)
@@ -124,10 +161,12 @@ class MVLTConfig:
 class LossWeights:
     """Weights of the pre-training (and recognition) objectives; 0 switches an objective off.
 
-    Defaults are the paper's eq. (8): ``10 * MIR + 1 * ITM + 1 * MLM``; the recognition losses
-    (used when fine-tuning, and only when labels are given) weigh 1 each as in the released code.
+    Defaults are the paper's eq. (8): ``10 * MIR + 1 * ITM + 1 * MLM``, no ITC; the recognition
+    losses (used when fine-tuning, and only when labels are given) weigh 1 each as in the released
+    code. The project's default pre-training recipe is in ``mvlt.train.config.RECIPES``.
     """
 
+    itc: float = 0.0
     mir: float = 10.0
     itm: float = 1.0
     mlm: float = 1.0

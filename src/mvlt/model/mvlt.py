@@ -1,8 +1,9 @@
-"""MVLT: a 4-stage pyramid transformer over [image patches ; text tokens] with MIR, ITM and MLM heads.
+"""MVLT: a 4-stage pyramid transformer over [image patches ; text tokens] with ITC, MIR, ITM and MLM heads.
 
 Every stage of the computation is a named method that can be called (and tested) alone:
-``forward_encoder`` -> ``forward_decoder`` / ``itm_logits`` / ``mlm_logits`` / ``classify`` ->
-``forward_loss``. ``forward`` is ``forward_loss`` so the model can be wrapped by DDP as is.
+``forward_encoder`` -> ``forward_decoder`` / ``itm_logits`` / ``mlm_logits`` / ``classify``;
+``encode_images`` / ``encode_texts`` (unimodal passes, ITC space) -> ``forward_loss``.
+``forward`` is ``forward_loss`` so the model can be wrapped by DDP as is.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from torch import nn
 from .config import LossWeights, MVLTConfig
 from .decoders import build_decoder
 from .encoder import EncoderOutput, Stage, TextEmbedding
-from .heads import ClsTokenHead, MLMHead
+from .heads import ClsTokenHead, ContrastiveHead, FusedMatchHead, MLMHead
+from .objectives import Gather, LocalGather, contrastive_loss, pad_columns, same_text, sample_negatives
 
 IGNORE_INDEX = -100
 OFFICIAL_POS_IMAGE_SIZE = 224
@@ -74,7 +76,14 @@ class MVLT(nn.Module):
             cursor += config.depths[k]
         self.stages = nn.ModuleList(stages)
         width, hidden = config.embed_dims[-1], config.word_embed_dim
-        self.itm_head = ClsTokenHead(width, hidden, 2, extra_bias=official)
+        self.itm_head: nn.Module = (
+            FusedMatchHead(
+                width, config.contrastive_dim or hidden, own_projections=not config.contrastive_dim
+            )
+            if config.match_head == "fused"
+            else ClsTokenHead(width, hidden, 2, extra_bias=official)
+        )
+        self.itc_head = ContrastiveHead(width, config.contrastive_dim) if config.contrastive_dim else None
         self.mlm_head = MLMHead(width, hidden, config.vocab_size)
         self.category_head = (
             ClsTokenHead(width, hidden, config.num_categories, official) if config.num_categories else None
@@ -134,28 +143,45 @@ class MVLT(nn.Module):
 
         ``images``: ``B x 3 x H x W`` in [0, 1] (H, W divisible by 32); ``input_ids``: ``B x L``
         (L <= max_text_len); ``attention_mask``: ``B x L``, 1 for real tokens, 0 for [PAD].
+        Stages before ``config.fusion_stage`` run each modality alone.
         """
         if images is None and input_ids is None:
             raise ValueError("forward_encoder needs images, input_ids or both")
-        if images is not None:
-            images = self._standardise(images)
+        visual = self._standardise(images) if images is not None else None
         text = self.text_embed(input_ids) if input_ids is not None else None
-        if text is None:
-            attention_mask = None
-        visual = images
+        return self.forward_stages(visual, text, attention_mask if text is not None else None)
+
+    def forward_stages(
+        self,
+        visual: torch.Tensor | None,
+        text: torch.Tensor | None,
+        attention_mask: torch.Tensor | None = None,
+        start: int = 0,
+    ) -> EncoderOutput:
+        """Stages ``start..`` (0-based) on the previous stage's outputs (or the embedded inputs):
+        ``visual`` ``B x C x H x W``, ``text`` ``B x L x C``. Lists hold the stages run."""
         visual_feats: list[torch.Tensor] = []
         text_feats: list[torch.Tensor] = []
-        for stage in self.stages:
-            visual, text = stage(visual, text, attention_mask)
+        for k in range(start, len(self.stages)):
+            visual, text = self._stage(k, visual, text, attention_mask)
             if visual is not None:
                 visual_feats.append(visual)
             if text is not None:
                 text_feats.append(text)
         return EncoderOutput(
-            text=text_feats if input_ids is not None else None,
-            visual=visual_feats if images is not None else None,
+            text=text_feats if text is not None else None,
+            visual=visual_feats if visual is not None else None,
             attention_mask=attention_mask,
         )
+
+    def _stage(
+        self, k: int, visual: torch.Tensor | None, text: torch.Tensor | None, mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Stage ``k`` jointly, or per modality before the fusion stage."""
+        stage = self.stages[k]
+        if visual is None or text is None or k >= self.config.fusion_stage - 1:
+            return stage(visual, text, mask)
+        return stage(visual, None)[0], stage(None, text, mask)[1]
 
     def forward_cls(
         self, images: torch.Tensor | None, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -163,11 +189,10 @@ class MVLT(nn.Module):
         """The last stage's [CLS] feature (``B x D_4``) and nothing else: what the ITM and
         recognition heads read. The last block computes the [CLS] query alone, which saves about
         a tenth of the encoder's work; ``forward_encoder(...).cls`` gives the same values."""
-        if images is not None:
-            images = self._standardise(images)
-        visual, text = images, self.text_embed(input_ids)
-        for stage in self.stages[:-1]:
-            visual, text = stage(visual, text, attention_mask)
+        visual = self._standardise(images) if images is not None else None
+        text = self.text_embed(input_ids)
+        for k in range(len(self.stages) - 1):
+            visual, text = self._stage(k, visual, text, attention_mask)
         return self.stages[-1].forward_cls(visual, text, attention_mask)
 
     def _standardise(self, images: torch.Tensor) -> torch.Tensor:
@@ -182,15 +207,64 @@ class MVLT(nn.Module):
     # ----------------------------------------------------------------------------------- heads
     def forward_decoder(self, visual: list[torch.Tensor]) -> torch.Tensor:
         """MIR: the visual pyramid V^1..V^4 -> ``B x 3 x H x W`` reconstruction."""
+        if not self.config.mir_trains_early_stages:
+            visual = [v.detach() for v in visual[:-1]] + [visual[-1]]
         return self.decoder(visual)
 
     def itm_logits(self, features: EncoderOutput) -> torch.Tensor:
         """``B x 2`` image-text matching logits (index 1 = the text describes the image)."""
+        if self.config.match_head == "fused":
+            if features.visual is None:
+                raise ValueError("the fused ITM head needs the joint pass's visual tokens")
+            return self.itm_head(features.cls, features.visual[-1].mean((2, 3)), self.itc_head)
         return self.itm_head(features.cls)
+
+    # ------------------------------------------------------------------------ unimodal / ITC
+    def _require_itc(self) -> ContrastiveHead:
+        if self.itc_head is None:
+            raise ValueError(
+                "this checkpoint has no ITC heads (contrastive_dim = 0: the authors' weights, the "
+                "paper's recipe, or a checkpoint saved before ITC existed), so it has no embeddings; "
+                "score pairs with match_score (ITM), or pre-train with the default recipe"
+            )
+        return self.itc_head
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The image-only pass: the mean last-stage visual token, ``B x D_4``."""
+        visual = self.forward_encoder(images=images).visual
+        assert visual is not None
+        return visual[-1].mean((2, 3))
+
+    def text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The text-only pass: the last-stage [CLS], ``B x D_4``."""
+        return self.forward_encoder(input_ids=input_ids, attention_mask=attention_mask).cls
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """``B x contrastive_dim`` unit-length image embeddings (one image-only pass, head in fp32)."""
+        head = self._require_itc()
+        pooled = self.image_features(images)
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            return head.embed_image(pooled.float())
+
+    def encode_texts(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``B x contrastive_dim`` unit-length text embeddings (one text-only pass, head in fp32).
+
+        ``encode_texts(t) @ encode_images(i).T`` is the ITC similarity: it ranks a catalogue with
+        one encoder pass per image and per text, not one per pair.
+        """
+        head = self._require_itc()
+        cls = self.text_features(input_ids, attention_mask)
+        with torch.autocast(device_type=cls.device.type, enabled=False):
+            return head.embed_text(cls.float())
 
     def mlm_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits for the given last-stage text tokens (``N x D_4`` -> ``N x V``)."""
-        return self.mlm_head(tokens, self.text_embed.word_embeddings.weight)
+        weight = self.text_embed.word_embeddings.weight
+        return self.mlm_head(tokens, weight, train_embeddings=self.config.mlm_trains_embeddings)
 
     def recognition_logits(self, cls: torch.Tensor) -> Recognition:
         """Both recognition heads on the [CLS] feature (``EncoderOutput.cls`` or ``forward_cls``)."""
@@ -209,9 +283,16 @@ class MVLT(nn.Module):
         create: they round to 1.0 once the margin passes ~17 in fp32, and a bf16 head collapses
         them to a handful of values. Retrieval ranks with this.
         """
-        cls = self.forward_cls(images, input_ids, attention_mask)
-        with torch.autocast(device_type=cls.device.type, enabled=False):
-            logits = self.itm_head(cls.float())
+        if self.config.match_head == "fused":
+            features = self.forward_encoder(images, input_ids, attention_mask)
+            assert features.visual is not None
+            cls, visual = features.cls, features.visual[-1].mean((2, 3))
+            with torch.autocast(device_type=cls.device.type, enabled=False):
+                logits = self.itm_head(cls.float(), visual.float(), self.itc_head)
+        else:
+            cls = self.forward_cls(images, input_ids, attention_mask)
+            with torch.autocast(device_type=cls.device.type, enabled=False):
+                logits = self.itm_head(cls.float())
         return logits[:, 1] - logits[:, 0]
 
     def match_probability(
@@ -243,40 +324,124 @@ class MVLT(nn.Module):
         batch: Mapping[str, Any],
         weights: LossWeights | None = None,
         use_masked_images: bool = True,
+        *,
+        itm_negatives: str | None = None,
+        gather: Gather | None = None,
+        seed: int = 0,
     ) -> dict[str, torch.Tensor]:
-        """Named losses of one batch and their weighted ``total`` (eq. 8).
+        """Named losses of one batch and their weighted ``total`` (eq. 8, plus ITC).
 
         ``batch`` keys: ``images`` (clean, the MIR target), ``masked_images`` (encoder input when
-        ``use_masked_images``), ``input_ids``, ``attention_mask``, ``mlm_labels`` (-100 where no
-        MLM label), ``itm_labels`` (1 = matching text), and optionally ``category_labels`` /
-        ``subcategory_labels`` (-100 = unknown). An objective whose weight is 0 is not computed;
-        the recognition losses need their labels and heads. Entries are unweighted losses.
+        ``use_masked_images``), ``input_ids`` (MLM-corrupted where ``mlm_labels`` says),
+        ``attention_mask``, ``mlm_labels`` (-100 where no MLM label), ``itm_labels`` (1 = matching
+        text), ``index`` (catalogue rows, keys of the negative draws) and optionally
+        ``category_labels`` / ``subcategory_labels`` (-100 = unknown). An objective whose weight is
+        0 is not computed; the recognition losses need their labels and heads. Entries are
+        unweighted losses.
+
+        ``itm_negatives``: ``"data"`` (the paper) scores the joint MIR/MLM pass against the
+        dataset's ``itm_labels``; ``"itc"`` (ALBEF) pairs every clean image with its own text, with
+        one text, and every text with one image, drawn from the global batch in proportion to the
+        ITC similarity (never the item or a text-sharing variant). ``None``: ``"itc"`` when the
+        model has ITC heads, else ``"data"``. ``gather`` concatenates tensors over processes (the
+        engine's, under DDP); ``seed`` keys the negative draws.
         """
         w = weights or LossWeights()
+        mode = itm_negatives or ("itc" if self.itc_head is not None else "data")
+        if mode not in ("itc", "data"):
+            raise ValueError(f"itm_negatives must be 'itc' or 'data', got {mode!r}")
+        losses: dict[str, torch.Tensor] = {}
+        heads = (("category", self.category_head), ("subcategory", self.subcategory_head))
+        recognise = [n for n, head in heads if getattr(w, n) and head is not None and f"{n}_labels" in batch]
+        if w.mir or w.mlm or (w.itm and mode == "data") or recognise:
+            losses.update(self._joint_losses(batch, w, use_masked_images, mode == "data", recognise))
+        if w.itc or (w.itm and mode == "itc"):
+            losses.update(self._contrastive_losses(batch, w, gather or LocalGather(), seed))
+        if not losses:
+            raise ValueError("forward_loss: every objective is switched off or has no labels in the batch")
+        losses["total"] = sum(getattr(w, name) * value for name, value in losses.items())
+        return losses
+
+    def _joint_losses(
+        self, batch: Mapping[str, Any], w: LossWeights, masked: bool, itm: bool, recognise: list[str]
+    ) -> dict[str, torch.Tensor]:
+        """MIR, MLM, recognition and (the paper's) ITM on one joint pass over the batch's inputs."""
         images = batch["images"]
-        inputs = batch["masked_images"] if use_masked_images and "masked_images" in batch else images
+        inputs = batch["masked_images"] if masked and "masked_images" in batch else images
         features = self.forward_encoder(inputs, batch["input_ids"], batch.get("attention_mask"))
         losses: dict[str, torch.Tensor] = {}
         if w.mir:
             recon = self.forward_decoder(features.visual)
             losses["mir"] = F.smooth_l1_loss(recon.float(), images.float(), beta=1.0)
-        if w.itm:
+        if w.itm and itm:
             losses["itm"] = F.cross_entropy(self.itm_logits(features).float(), batch["itm_labels"])
         if w.mlm:
             labels = batch["mlm_labels"]
             selected = labels != IGNORE_INDEX
             logits = self.mlm_logits(features.text[-1][selected])
             losses["mlm"] = _mean_cross_entropy(logits, labels[selected])
-        recognition = None
-        for name, head in (("category", self.category_head), ("subcategory", self.subcategory_head)):
-            key = f"{name}_labels"
-            if getattr(w, name) and head is not None and key in batch:
-                if recognition is None:
-                    recognition = self.recognition_logits(features.cls)
-                losses[name] = _mean_cross_entropy(getattr(recognition, name), batch[key])
-        if not losses:
-            raise ValueError("forward_loss: every objective is switched off or has no labels in the batch")
-        losses["total"] = sum(getattr(w, name) * value for name, value in losses.items())
+        if recognise:
+            recognition = self.recognition_logits(features.cls)
+            for name in recognise:
+                losses[name] = _mean_cross_entropy(getattr(recognition, name), batch[f"{name}_labels"])
+        return losses
+
+    def _contrastive_losses(
+        self, batch: Mapping[str, Any], w: LossWeights, gather: Gather, seed: int
+    ) -> dict[str, torch.Tensor]:
+        """ITC on the unimodal passes, and ITM on ITC-mined negatives, over the global batch."""
+        head = self._require_itc()
+        images = batch["images"]
+        ids, mask = _clean_text(batch)
+        n = images.shape[0]
+        index = batch.get("index")
+        if index is None:
+            index = torch.arange(n, device=images.device) + gather.rank * n
+        # Texts of different processes differ in length: pad, gather, cut to the longest.
+        pad = self.config.pad_token_id
+        all_ids = gather(pad_columns(ids, self.config.max_text_len, pad))
+        all_mask = gather(pad_columns(mask, self.config.max_text_len, 0))
+        used = max(int(all_mask.sum(1).max()), 1)
+        all_ids, all_mask = all_ids[:, :used], all_mask[:, :used]
+        ids, mask = pad_columns(ids, used, pad)[:, :used], pad_columns(mask, used, 0)[:, :used]
+
+        fuse = self.config.fusion_stage - 1  # first joint stage, 0-based
+        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(w.itc or (w.itm and fuse))):
+            image_out = self.forward_encoder(images=images)
+            text_out = self.forward_encoder(input_ids=ids, attention_mask=mask)
+            assert image_out.visual is not None and text_out.text is not None
+            with torch.autocast(device_type=images.device.type, enabled=False):
+                image_emb = head.embed_image(image_out.visual[-1].mean((2, 3)).float())
+                text_emb = head.embed_text(text_out.cls.float())
+        all_image, all_text = gather(image_emb), gather(text_emb)
+        same = same_text(ids, all_ids)
+        temperature = head.clamped_temperature()
+        losses: dict[str, torch.Tensor] = {}
+        if w.itc:
+            losses["itc"] = contrastive_loss(image_emb, text_emb, all_image, all_text, same, temperature)
+        if w.itm:
+            with torch.no_grad():
+                all_index = gather(index)
+                t = temperature.detach()
+                i2t, t2i = image_emb @ all_text.t() / t, text_emb @ all_image.t() / t
+                neg_text = sample_negatives(i2t, ~same, index, all_index, 2 * seed)
+                neg_image = sample_negatives(t2i, ~same, index, all_index, 2 * seed + 1)
+            labels = torch.zeros(3 * n, dtype=torch.long, device=images.device)
+            labels[:n] = 1
+            pair_mask = torch.cat((mask, all_mask[neg_text], mask))
+            if fuse:  # the unimodal passes up to the fusion stage are shared with ITC
+                visual, text = image_out.visual[fuse - 1], text_out.text[fuse - 1]
+                all_visual, all_text_tokens = gather(visual), gather(text)
+                pair_visual = torch.cat((visual, visual, all_visual[neg_image]))
+                pair_text = torch.cat((text, all_text_tokens[neg_text], text))
+                features = self.forward_stages(pair_visual, pair_text, pair_mask, start=fuse)
+            else:
+                with torch.no_grad():
+                    negative_images = gather(images)[neg_image]
+                pair_images = torch.cat((images, images, negative_images))
+                pair_ids = torch.cat((ids, all_ids[neg_text], ids))
+                features = self.forward_encoder(pair_images, pair_ids, pair_mask)
+            losses["itm"] = F.cross_entropy(self.itm_logits(features).float(), labels)
         return losses
 
     def forward(self, batch: Mapping[str, Any], **kwargs: Any) -> dict[str, torch.Tensor]:
@@ -295,6 +460,16 @@ class MVLT(nn.Module):
         from .io import load_pretrained
 
         return load_pretrained(directory, map_location=map_location)
+
+
+def _clean_text(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's texts before MLM corruption, and their attention mask."""
+    ids = batch["input_ids"]
+    labels = batch.get("mlm_labels")
+    if labels is not None:
+        ids = torch.where(labels != IGNORE_INDEX, labels, ids)
+    mask = batch.get("attention_mask")
+    return ids, mask if mask is not None else torch.ones_like(ids)
 
 
 def _mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .config import RAW_PIXELS, MVLTConfig
+from .config import PAPER_DESIGN, RAW_PIXELS, MVLTConfig
 from .mvlt import MVLT
 
 _VARIANTS: dict[str, Callable[..., MVLTConfig]] = {}
@@ -25,13 +25,19 @@ def get_config(name: str, **overrides: Any) -> MVLTConfig:
     """The configuration of variant ``name`` with ``overrides`` applied.
 
     ``compat="official"`` also selects the released aggregation decoder, turns the padding mask
-    off and feeds raw pixels, unless ``decoder`` / ``mask_padding`` / ``pixel_mean`` / ``pixel_std``
-    are given explicitly.
+    off, feeds raw pixels and keeps the paper's heads (no ITC, [CLS] ITM head), unless those
+    fields are given explicitly.
     """
     if name not in _VARIANTS:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     if overrides.get("compat") == "official":
-        overrides = {"decoder": "aggregation", "mask_padding": False, **RAW_PIXELS, **overrides}
+        overrides = {
+            "decoder": "aggregation",
+            "mask_padding": False,
+            **RAW_PIXELS,
+            **PAPER_DESIGN,
+            **overrides,
+        }
     return _VARIANTS[name](**overrides)
 
 
@@ -85,6 +91,7 @@ def mvlt_nano(**overrides: Any) -> MVLTConfig:
         "num_heads": (1, 2, 2, 4),
         "mlp_ratios": (4.0, 4.0, 4.0, 4.0),
         "word_embed_dim": 128,
+        "contrastive_dim": 128,
         "decoder_channels": (64, 32, 16, 16, 8),
         "drop_path_rate": 0.0,
         "text_dropout": 0.0,

@@ -36,6 +36,7 @@ SAFE_TO_CHANGE_ON_RESUME = {"out", "threads", "workers", "log_every", "checkpoin
 
 FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--model", "model", str, "NAME", "model variant (mvlt.list_models()); pre-training only"),
+    ("--recipe", "recipe", str, "R", "mvlt (default: ITC + ITM on mined negatives + MLM + MIR) or paper"),
     ("--data", "data", str, "PATH", "'synthetic', a manifest (CSV/JSONL or its folder) or a Fashion-Gen .h5"),
     ("--split", "split", str, "NAME", "training split (default train; 'all' for every row)"),
     ("--image-size", "image_size", int, "N", "training image side in px (multiple of 32)"),
@@ -60,14 +61,26 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--precision", "precision", str, "P", f"one of {', '.join(PRECISIONS)} (default auto)"),
     ("--device", "device", str, "D", f"one of {', '.join(DEVICES)}"),
     ("--input-schedule", "input_schedule", str, "S", f"one of {', '.join(INPUT_SCHEDULES)}"),
-    ("--objectives", "objectives", str, "LIST", "comma-separated subset of mir,itm,mlm,category,subcategory"),
-    ("--loss-weights", "loss_weights", str, "K=W,...", "e.g. mir=10,itm=1,mlm=1"),
+    (
+        "--objectives",
+        "objectives",
+        str,
+        "LIST",
+        "comma-separated subset of itc,mir,itm,mlm,category,subcategory",
+    ),
+    ("--loss-weights", "loss_weights", str, "K=W,...", "e.g. itc=1,itm=1,mlm=1,mir=1"),
     ("--mask-strategy", "mask_strategy", str, "S", "random_grid, grid, stroke or center"),
     ("--mask-ratio", "mask_ratio", float, "X", "fraction of the image masked for MIR"),
     ("--mask-unit", "mask_unit", int, "PX", "mask unit in px"),
     ("--mlm-prob", "mlm_prob", float, "X", "fraction of word-pieces selected for MLM"),
     ("--itm-negative-prob", "itm_negative_prob", float, "X", "probability of a mismatched text"),
-    ("--itm-negatives", "itm_negatives", str, "S", "random or hard (same sub-category)"),
+    (
+        "--itm-negatives",
+        "itm_negatives",
+        str,
+        "S",
+        "itc (mined from ITC), random or hard (same sub-category)",
+    ),
     ("--tokenizer", "tokenizer", str, "PATH", "a vocab.txt, a saved tokenizer folder, or 'train'"),
     ("--vocab-size", "vocab_size", int, "N", "vocabulary size for --tokenizer train"),
     ("--max-text-len", "max_text_len", int, "N", "tokens per text including [CLS]/[SEP]"),
@@ -91,7 +104,7 @@ saved OUT/config.yaml replaces the defaults. Runs alone or under torchrun."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``pretrain`` and ``finetune`` to the ``mvlt`` command line."""
     for task, text in (
-        ("pretrain", "pre-train MVLT (MIR + ITM + MLM) on a catalogue"),
+        ("pretrain", "pre-train MVLT (ITC + ITM + MLM + MIR, or --recipe paper) on a catalogue"),
         ("finetune", "fine-tune the recognition heads (and encoder) from a pre-trained checkpoint"),
     ):
         parser = subparsers.add_parser(

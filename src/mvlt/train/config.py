@@ -25,11 +25,18 @@ from ..model.config import OBJECTIVES
 TASKS = ("pretrain", "finetune")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 INPUT_SCHEDULES = ("alternate", "masked", "clean")
+ITM_NEGATIVES = ("itc", "random", "hard")
 DEVICES = ("auto", "cpu", "cuda")
 
-PRETRAIN_WEIGHTS = {"mir": 10.0, "itm": 1.0, "mlm": 1.0, "category": 0.0, "subcategory": 0.0}
-"""Paper eq. (8): 10·MIR + ITM + MLM; recognition heads are not trained during pre-training."""
-FINETUNE_WEIGHTS = {"mir": 0.0, "itm": 0.0, "mlm": 0.0, "category": 1.0, "subcategory": 1.0}
+RECIPES = ("mvlt", "paper")
+PRETRAIN_WEIGHTS = {
+    "mvlt": {"itc": 1.0, "mir": 1.0, "itm": 3.0, "mlm": 1.0, "category": 0.0, "subcategory": 0.0},
+    "paper": {"itc": 0.0, "mir": 10.0, "itm": 1.0, "mlm": 1.0, "category": 0.0, "subcategory": 0.0},
+}
+"""Pre-training weights by recipe. ``paper``: eq. (8), 10·MIR + ITM + MLM. ``mvlt`` (ours): ITC 1,
+ITM 3, MLM 1, MIR 1 (docs/DESIGN.md measures the choice). Recognition heads are not
+trained during pre-training."""
+FINETUNE_WEIGHTS = {"itc": 0.0, "mir": 0.0, "itm": 0.0, "mlm": 0.0, "category": 1.0, "subcategory": 1.0}
 """Released code: the two recognition cross-entropies, weight 1 each, on clean inputs."""
 
 
@@ -43,6 +50,11 @@ class TrainConfig:
     input schedule, dataset); every other field means the same for both."""
 
     task: str = "pretrain"
+    recipe: str = "mvlt"
+    """``mvlt`` (ours): align before fusing. ITC on the unimodal passes, ITM on ITC-mined hard
+    negatives with the fused match head, MLM and MIR on a masked joint pass. ``paper``: exactly
+    the paper's MIR + ITM + MLM at 10 / 1 / 1, random ITM negatives from the data, the [CLS] ITM
+    head, no ITC heads, the released alternating input schedule. Fine-tuning keeps ``init``'s heads."""
 
     # ------------------------------------------------------------------------------ model
     model: str = "mvlt_tiny"
@@ -115,11 +127,14 @@ class TrainConfig:
 
     # --------------------------------------------------------------------------- objectives
     input_schedule: str | None = None
-    """``alternate`` (released: even steps clean image, odd steps masked), ``masked`` (every step)
-    or ``clean``. ``None``: ``alternate`` for pre-training, ``clean`` for fine-tuning."""
+    """Input of the joint MIR/MLM pass: ``alternate`` (released: even steps clean image, odd steps
+    masked), ``masked`` (every step) or ``clean``. ``None``: ``alternate`` for the paper's
+    pre-training (its ITM shares that pass), ``masked`` for ours (ITM and ITC see clean inputs),
+    ``clean`` for fine-tuning."""
     loss_weights: dict[str, float] = field(default_factory=dict)
-    """Weights by objective (``mir, itm, mlm, category, subcategory``); missing ones take the
-    task's defaults (pre-training 10/1/1/0/0, paper eq. 8; fine-tuning 0/0/0/1/1, released)."""
+    """Weights by objective (``itc, mir, itm, mlm, category, subcategory``); missing ones take the
+    defaults of the task and recipe (pre-training ``mvlt`` 1/1/3/1/0/0, ours; ``paper``
+    0/10/1/1/0/0, eq. 8; fine-tuning 0/0/0/0/1/1, released)."""
     objectives: list[str] | None = None
     """Keep only these objectives (the others get weight 0; a listed one whose weight is 0 gets 1),
     e.g. ``[itm, mlm]`` for Table 3(d)."""
@@ -133,8 +148,10 @@ class TrainConfig:
     """r_l, fraction of word-pieces selected for MLM (paper)."""
     itm_negative_prob: float = 0.5
     """Probability that a pair's text is replaced by another product's (paper)."""
-    itm_negatives: str = "random"
-    """Where ITM negative texts come from: ``random`` (released) or ``hard`` (same sub-category)."""
+    itm_negatives: str | None = None
+    """Where ITM negatives come from: ``itc`` (ALBEF: drawn from the global batch in proportion to
+    the ITC similarity, texts and images), or the dataset's text replacement, ``random`` (released)
+    or ``hard`` (same sub-category). ``None``: ``itc`` when ITC is on, else ``random``."""
 
     # ------------------------------------------------------------------------ runtime
     precision: str = "auto"
@@ -192,7 +209,7 @@ class TrainConfig:
     # ------------------------------------------------------------------------- resolved views
     def resolved_loss_weights(self) -> dict[str, float]:
         """Task defaults, then ``loss_weights``, then ``objectives`` switching the others off."""
-        weights = dict(PRETRAIN_WEIGHTS if self.task == "pretrain" else FINETUNE_WEIGHTS)
+        weights = dict(PRETRAIN_WEIGHTS[self.recipe] if self.task == "pretrain" else FINETUNE_WEIGHTS)
         weights.update(self.loss_weights)
         if self.objectives is not None:
             for name in OBJECTIVES:
@@ -205,7 +222,20 @@ class TrainConfig:
     def resolved_input_schedule(self) -> str:
         if self.input_schedule is not None:
             return self.input_schedule
-        return "alternate" if self.task == "pretrain" else "clean"
+        if self.task == "finetune":
+            return "clean"
+        return "alternate" if self.recipe == "paper" else "masked"
+
+    def resolved_itm_negatives(self) -> str:
+        if self.itm_negatives is not None:
+            return self.itm_negatives
+        return "itc" if self.resolved_loss_weights()["itc"] else "random"
+
+    def recipe_model_overrides(self) -> dict[str, Any]:
+        """``MVLTConfig`` fields the recipe sets for a new model (``model_overrides`` win)."""
+        from ..model.config import PAPER_DESIGN
+
+        return {**(PAPER_DESIGN if self.recipe == "paper" else {}), **self.model_overrides}
 
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else self.base_lr * self.batch_size / 512
@@ -217,7 +247,7 @@ class TrainConfig:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"config {name}={getattr(self, name)!r}: {why}")
 
-        choices = {"task": TASKS, "precision": PRECISIONS, "device": DEVICES}
+        choices = {"task": TASKS, "recipe": RECIPES, "precision": PRECISIONS, "device": DEVICES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise bad(name, f"choose one of {', '.join(allowed)}")
@@ -258,6 +288,10 @@ class TrainConfig:
         weights = self.resolved_loss_weights()
         if not any(weights.values()):
             raise bad("loss_weights", "every objective has weight 0: nothing to train")
+        if self.itm_negatives is not None and self.itm_negatives not in ITM_NEGATIVES:
+            raise bad("itm_negatives", f"choose one of {', '.join(ITM_NEGATIVES)}")
+        if self.itm_negatives == "itc" and not weights["itc"]:
+            raise bad("itm_negatives", "'itc' mines negatives from the ITC similarities: switch ITC on")
         if self.task == "finetune" and not self.init:
             raise bad("init", "fine-tuning needs the pre-trained checkpoint (--init DIR)")
         if self.task == "pretrain" and self.freeze_encoder:

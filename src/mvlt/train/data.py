@@ -106,9 +106,11 @@ def build_dataset(
     weights: dict[str, float],
     schedule: str,
 ) -> PretrainDataset | PairDataset:
-    """Pre-training samples when any of MIR/ITM/MLM is on or masked inputs are asked for;
-    otherwise plain clean pairs (fine-tuning). Objectives that are off get clean data."""
-    if not (weights["mir"] or weights["itm"] or weights["mlm"]) and schedule == "clean":
+    """Pre-training samples when any of ITC/MIR/ITM/MLM is on or masked inputs are asked for;
+    otherwise plain clean pairs (fine-tuning). Objectives that are off get clean data. ITM
+    negatives mined from ITC come from the batch, so the dataset then keeps every text."""
+    negatives = config.resolved_itm_negatives()
+    if not any(weights[k] for k in ("itc", "mir", "itm", "mlm")) and schedule == "clean":
         return PairDataset(
             catalogue, tokenizer, label_maps=label_maps, image_size=image_size, resize=config.resize
         )
@@ -124,9 +126,9 @@ def build_dataset(
         mask_unit=config.mask_unit,
         mlm=bool(weights["mlm"]),
         mlm_prob=config.mlm_prob,
-        itm=bool(weights["itm"]),
+        itm=bool(weights["itm"]) and negatives != "itc",
         itm_negative_prob=config.itm_negative_prob,
-        itm_negatives=config.itm_negatives,
+        itm_negatives=negatives if negatives != "itc" else "random",
         seed=config.seed,
     )
 

@@ -121,3 +121,43 @@ def broadcast_object(obj: Any, runtime: Runtime, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """``cat`` of every rank's tensor; the backward pass sums the gradient over ranks and returns
+    this rank's slice (all-reduce, which every backend has, where reduce-scatter is NCCL-only)."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(world_size)]
+        dist.all_gather(parts, tensor.contiguous())
+        ctx.rank, ctx.rows = rank, tensor.shape[0]
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows], None, None
+
+
+@dataclass(frozen=True)
+class FeatureGather:
+    """``mvlt.model.objectives.Gather`` over the process group: contrastive losses see the global
+    batch, and gradients reach the process whose features they are. Tensors must have the same
+    shape on every rank. Identity for one process."""
+
+    runtime: Runtime
+
+    @property
+    def rank(self) -> int:
+        return self.runtime.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.runtime.world_size
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.runtime.distributed:
+            return tensor
+        return _AllGatherWithGrad.apply(tensor, self.rank, self.world_size)

@@ -46,6 +46,7 @@ from . import checkpoint as ckpt
 from .config import TrainConfig
 from .data import ResumableSampler, build_dataset, epoch_loader, open_training_catalogue, resolve_tokenizer
 from .distributed import (
+    FeatureGather,
     Runtime,
     all_reduce_sum,
     barrier,
@@ -59,8 +60,8 @@ from .schedule import WarmupCosine, warmup_steps
 
 COUNTED_LOSSES = {"mlm": "mlm_labels", "category": "category_labels", "subcategory": "subcategory_labels"}
 """Losses that average over labelled positions only; normalised by the global-batch count."""
-HEADS = {"mir": "decoder", "itm": "itm_head", "mlm": "mlm_head", "category": "category_head",
-         "subcategory": "subcategory_head"}  # fmt: skip
+HEADS = {"itc": "itc_head", "mir": "decoder", "itm": "itm_head", "mlm": "mlm_head",
+         "category": "category_head", "subcategory": "subcategory_head"}  # fmt: skip
 """The module each objective trains on top of the encoder; frozen when its objective is off."""
 ENCODER = ("text_embed", "stages")
 METRICS_NAME = "metrics.jsonl"
@@ -161,6 +162,8 @@ class Trainer:
         self.weights = config.resolved_loss_weights()
         self.loss_weights = LossWeights(**self.weights)
         self.input_schedule = config.resolved_input_schedule()
+        self.itm_negatives = config.resolved_itm_negatives()
+        self.gather = FeatureGather(runtime)
         _seed_everything(config.seed)
 
         self.model, self.catalogue, self.image_size = self._build_model_and_data()
@@ -268,7 +271,7 @@ class Trainer:
             "num_subcategories": label_maps.num_subcategories if self.weights["subcategory"] else 0,
         }
         if init is None:
-            overrides = {**cfg.model_overrides, "max_text_len": cfg.max_text_len, **heads}
+            overrides = {**cfg.recipe_model_overrides(), "max_text_len": cfg.max_text_len, **heads}
             self._check_vocab(overrides.get("vocab_size"), tokenizer, "model_overrides.vocab_size")
             overrides["vocab_size"] = tokenizer.vocab_size
             if cfg.image_size:
@@ -278,7 +281,21 @@ class Trainer:
             model = self._from_init(init, heads, label_maps)
             self._check_vocab(model.config.vocab_size, tokenizer, f"--init {cfg.init}")
         model.tokenizer, model.label_maps = tokenizer, label_maps
+        self._check_heads(model)
         return model, catalogue, image_size
+
+    def _check_heads(self, model: MVLT) -> None:
+        """ITC (and ITM on ITC-mined negatives) need the ITC heads, which the paper's model lacks."""
+        if model.itc_head is None and (self.weights["itc"] or self.itm_negatives == "itc"):
+            source = (
+                f"--init {self.config.init}"
+                if self.config.init
+                else f"model_overrides {self.config.model_overrides}"
+            )
+            raise ValueError(
+                f"objective itc needs ITC heads, but {source} gives a model without them "
+                "(contrastive_dim = 0); drop itc from --objectives or use --recipe paper"
+            )
 
     def _from_init(self, init: MVLT, heads: dict[str, int], label_maps: LabelMaps) -> MVLT:
         """A model shaped like ``init`` with recognition heads for ``label_maps``: encoder and the
@@ -310,9 +327,13 @@ class Trainer:
     def _freeze(self) -> None:
         """Freeze heads whose objective is off (they would get no gradient, which DDP rejects)
         and, with ``freeze_encoder``, the encoder."""
+        shared_itc = self.model.config.match_head == "fused" and self.weights["itm"]
         for objective, module_name in HEADS.items():
             module = getattr(self.model, module_name, None)
-            if module is not None and not self.weights[objective]:
+            in_use = self.weights[objective] or (
+                objective == "itc" and shared_itc
+            )  # the fused head's projections
+            if module is not None and not in_use:
                 module.requires_grad_(False)
         if self.config.freeze_encoder:
             for name in ENCODER:
@@ -488,8 +509,10 @@ class Trainer:
             with sync:
                 with self.precision.autocast():
                     parts = self.net(
-                        _to_device(batch, rt.device), weights=self.loss_weights, use_masked_images=masked
-                    )
+                        _to_device(batch, rt.device), weights=self.loss_weights, use_masked_images=masked,
+                        itm_negatives="itc" if self.itm_negatives == "itc" else "data", gather=self.gather,
+                        seed=self._draw_seed(i),
+                    )  # fmt: skip
                 missing = [n for n in names if n not in parts]
                 if missing:
                     raise ValueError(f"the batch produced no {missing} loss (labels or heads missing)")
@@ -498,6 +521,11 @@ class Trainer:
                 loss = objective / len(micro)
                 (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()
         return sums
+
+    def _draw_seed(self, micro_index: int) -> int:
+        """Seed of the in-batch negative draws: a function of (seed, step, micro-batch) only, so
+        every process, and one process alone, draws the same negatives for the same items."""
+        return (self.config.seed * 1_000_003 + self.step) * 64 + micro_index
 
     def _optimizer_step(self, metrics: dict[str, float]) -> None:
         """Clip (optionally), step and clear the gradients; a non-finite norm stops the run."""
@@ -627,7 +655,8 @@ class Trainer:
             f"  {self.total_steps} steps × global batch {cfg.batch_size} ({rt.world_size} process(es) × "
             f"{cfg.accumulation} accumulation × {self.micro_batch}), peak lr {self.schedule.peak:.3g}, "
             f"warm-up {self.schedule.warmup}, min lr {self.schedule.floor:.3g}",
-            f"  objectives {weights}; inputs {self.input_schedule}",
+            f"  recipe {cfg.recipe}: objectives {weights}; joint-pass inputs {self.input_schedule}; "
+            f"ITM negatives {self.itm_negatives if self.weights['itm'] else '-'}",
             f"  device {rt.device}, precision {self.precision.name} ({self.precision.reason}), "
             f"{torch.get_num_threads()} thread(s)",
         ))  # fmt: skip

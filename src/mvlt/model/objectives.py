@@ -1,0 +1,103 @@
+"""The pieces of the ITC objective and of ITM on ITC-mined negatives (ALBEF, Li et al. 2021).
+
+Everything here works on the *global* batch: under DDP the features of every process are gathered
+(with their gradients) through a :class:`Gather`, so one process and N processes compute the same
+loss. The model never imports the training package: the engine hands a ``Gather`` in.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+_HASH_MASK = (1 << 31) - 1
+
+
+class Gather(Protocol):
+    """Concatenate a tensor over every process along dim 0 (rank order), keeping its gradient."""
+
+    rank: int
+    world_size: int
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+
+class LocalGather:
+    """One process: the global batch is the local batch."""
+
+    rank = 0
+    world_size = 1
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+
+def pad_columns(tensor: torch.Tensor, length: int, value: int) -> torch.Tensor:
+    """Right-pad ``B x L`` to ``B x length`` so rows of different processes can be gathered."""
+    return F.pad(tensor, (0, length - tensor.shape[1]), value=value) if tensor.shape[1] < length else tensor
+
+
+def same_text(ids: torch.Tensor, all_ids: torch.Tensor) -> torch.Tensor:
+    """``B x G`` bool: row ``i`` of ``ids`` and row ``j`` of ``all_ids`` are the same token sequence
+    (a colour variant that shares its description, or the item itself). Both are padded alike."""
+    return (ids[:, None, :] == all_ids[None, :, :]).all(-1)
+
+
+def contrastive_loss(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    all_image: torch.Tensor,
+    all_text: torch.Tensor,
+    same: torch.Tensor,
+    temperature: torch.Tensor,
+) -> torch.Tensor:
+    """Symmetric InfoNCE of the local rows against the global batch.
+
+    ``image`` / ``text``: ``B x d`` local unit embeddings; ``all_*``: ``G x d`` global ones;
+    ``same``: ``B x G``, the targets (every global item with the row's text counts as a positive,
+    with equal weight, so colour variants are not pushed apart). Mean over local rows.
+    """
+    targets = same.float() / same.float().sum(1, keepdim=True)
+    i2t = image.float() @ all_text.float().t() / temperature
+    t2i = text.float() @ all_image.float().t() / temperature
+    loss_i2t = -(targets * F.log_softmax(i2t, dim=1)).sum(1).mean()
+    loss_t2i = -(targets * F.log_softmax(t2i, dim=1)).sum(1).mean()
+    return (loss_i2t + loss_t2i) / 2
+
+
+def _mix(h: torch.Tensor) -> torch.Tensor:
+    """A 31-bit integer mixing round (products stay below 2**62, so int64 never overflows)."""
+    h = ((h >> 15) ^ h) * 0x2C1B3C6D & _HASH_MASK
+    h = ((h >> 12) ^ h) * 0x297A2D39 & _HASH_MASK
+    return (h >> 15) ^ h
+
+
+def pair_uniform(seed: int, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``len(rows) x len(cols)`` uniforms in (0, 1), a pure function of ``(seed, row key, col key)``.
+
+    Keyed by item identity (catalogue index), not by position, so the draws do not depend on how
+    the global batch is split over processes or ordered.
+    """
+    h = _mix(torch.full_like(rows, seed & _HASH_MASK))
+    h = _mix(h ^ (rows & _HASH_MASK))[:, None]
+    h = _mix(h ^ (cols & _HASH_MASK)[None, :])
+    return (h.double() + 0.5) / float(1 << 31)
+
+
+def sample_negatives(
+    logits: torch.Tensor, valid: torch.Tensor, row_keys: torch.Tensor, col_keys: torch.Tensor, seed: int
+) -> torch.Tensor:
+    """For each row, one column drawn with probability ``softmax(logits)`` over the ``valid`` columns.
+
+    Gumbel-max sampling with noise from :func:`pair_uniform`. A row with no valid column falls back
+    to any other column (it happens only when every item of the batch shares one text).
+    """
+    u = pair_uniform(seed, row_keys, col_keys).to(logits.device)
+    gumbel = -torch.log(-torch.log(u))
+    if not bool(valid.any(1).all()):
+        fallback = row_keys[:, None] != col_keys[None, :]
+        valid = torch.where(valid.any(1, keepdim=True), valid, fallback)
+    scores = logits.detach().double() + gumbel
+    return scores.masked_fill(~valid, float("-inf")).argmax(1)
