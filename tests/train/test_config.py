@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from mvlt.model.config import PAPER_DESIGN
 from mvlt.train import ConfigError, TrainConfig, load_config
 from mvlt.train.cli import flag_overrides, main, resolve_config
 from mvlt.train.config import apply_overrides
@@ -34,7 +35,8 @@ def test_defaults_follow_the_spec():
         "itc": 0, "mir": 10, "itm": 1, "mlm": 1, "category": 0, "subcategory": 0
     }  # fmt: skip
     assert paper.resolved_input_schedule() == "alternate" and paper.resolved_itm_negatives() == "random"
-    assert paper.recipe_model_overrides() == {"match_head": "cls", "contrastive_dim": 0, "fusion_stage": 1}
+    assert paper.recipe_model_overrides() == PAPER_DESIGN
+    assert PAPER_DESIGN["match_head"] == "cls" and PAPER_DESIGN["fusion_stage"] == 1
     # Released rule: 2.5e-4 per 512 samples, scaled linearly with the global batch.
     assert cfg.replace(batch_size=1024).peak_lr() == pytest.approx(5e-4)
     assert cfg.replace(lr=3e-3).peak_lr() == 3e-3

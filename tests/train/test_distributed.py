@@ -18,8 +18,9 @@ from mvlt.train import train
 
 from .helpers import free_port, subprocess_env, tiny_args, tiny_config
 
-TOLERANCE = 1e-5
-"""Max abs difference of any parameter after 4 steps at lr 1e-3, fp32 (measured: up to 2e-6).
+TOLERANCE = 3e-5
+"""Max abs difference of any parameter after 4 steps at lr 1e-3, fp32 (measured: up to 2e-6 on an
+AVX2 EPYC, up to 1.24e-5 on an AVX-512 BF16 EPYC, whose fp32 kernels sum in another order).
 
 The runs sum the same per-sample gradients in a different order (all-reduce, accumulation), so
 gradients agree to float rounding (losses to ~1e-7 relative). Adam's update ``lr * m / (sqrt(v)
@@ -83,7 +84,7 @@ def test_two_processes_match_one(tmp_path: Path, tokenizer_dir: Path):
     assert _max_diff(ddp, one) < TOLERANCE
     assert _max_diff(accum, _weights(paper_single.out)) < TOLERANCE
     # The differences are small against what training changed (step 1 -> step 4).
-    assert _max_diff(one, _weights(single.out / "checkpoints" / "step-0000001")) > 100 * TOLERANCE
+    assert _max_diff(one, _weights(single.out / "checkpoints" / "step-0000001")) > 1e-3
     # Metrics are reduced over ranks: rank 0 logs the global-batch losses.
     assert _last(ddp_out)["loss/total"] == pytest.approx(_last(single.out)["loss/total"], abs=1e-4)
 
