@@ -27,12 +27,16 @@ _MODEL_API = (
     "register_model",
 )
 
-__all__ = [*_MODEL_API, "__version__"]
+_SEARCH_API = ("CatalogueIndex",)
+
+__all__ = [*_MODEL_API, *_SEARCH_API, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name in _MODEL_API:
         return getattr(importlib.import_module(".model", __name__), name)
+    if name in _SEARCH_API:
+        return getattr(importlib.import_module(".search", __name__), name)
     raise AttributeError(f"module 'mvlt' has no attribute {name!r}")
 
 

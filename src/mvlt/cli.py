@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "mvlt.train.cli",  # pretrain, finetune
     "mvlt.eval.cli",  # evaluate
     "mvlt.data.cli",  # tokenizer
+    "mvlt.search.cli",  # index, search, serve
     "mvlt.demo",  # demo
 )
 

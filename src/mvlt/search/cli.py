@@ -1,0 +1,249 @@
+"""``mvlt index``, ``mvlt search`` and ``mvlt serve``: build a catalogue index, query it, serve it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+from .backends import BACKENDS
+
+OVER_CHOICES = ("images", "texts")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _execution(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu | auto | cuda | cuda:N (default cpu)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="auto: bf16 on CUDA and on CPUs with native bf16, else fp32",
+    )
+    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "index",
+        help="embed a catalogue's products (image + text) for search",
+        description="Embed every product of a catalogue with a checkpoint's ITC heads and write a search "
+        "index (embeddings, product metadata, the checkpoint's content hash) to --out, atomically.",
+    )
+    p.add_argument(
+        "--checkpoint", type=Path, default=None, help="checkpoint directory (with --add: the one recorded)"
+    )
+    p.add_argument(
+        "--data", required=True, help="catalogue: a manifest, a folder, a Fashion-Gen .h5 or 'synthetic'"
+    )
+    p.add_argument("--out", required=True, type=Path, help="index directory to write")
+    p.add_argument("--split", default=None, help="index only this split (default: every row)")
+    p.add_argument("--limit", type=_positive, default=None, help="index only the first N products")
+    p.add_argument(
+        "--add",
+        action="store_true",
+        help="add the products not in --out yet, without re-embedding the others",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="exact",
+        help="first-stage search: exact (default) or a FAISS index, hnsw or ivf",
+    )
+    p.add_argument("--batch-size", type=_positive, default=64, help="products per forward (default 64)")
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip unreadable catalogue rows (counted)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _execution(p)
+    p.set_defaults(run=run_index)
+
+    p = subparsers.add_parser(
+        "search",
+        help="query an index with a text or a photo",
+        description="The top-k products of an index for a text (matched with their images) or a photo "
+        "(matched with their texts); --rerank K re-orders the top K with ITM.",
+    )
+    p.add_argument("query", nargs="?", default=None, help="the text to search for")
+    p.add_argument("--index", required=True, type=Path, help="index directory (mvlt index --out)")
+    p.add_argument("--image", type=Path, default=None, help="search with this photo instead of a text")
+    p.add_argument("-k", "--top", dest="k", type=_positive, default=10, help="results (default 10)")
+    p.add_argument("--rerank", type=_non_negative, default=0, help="ITM re-ranks the top K (default 0: off)")
+    p.add_argument(
+        "--over",
+        choices=OVER_CHOICES,
+        default=None,
+        help="compare with the products' images or texts (default: the other modality)",
+    )
+    p.add_argument("--checkpoint", type=Path, default=None, help="the checkpoint, if it moved since indexing")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help="override the index's backend")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    _execution(p)
+    p.set_defaults(run=run_search)
+
+    p = subparsers.add_parser(
+        "serve",
+        help="serve an index: JSON API and a search page",
+        description="Serve an index over HTTP: GET /search?q=..., POST /search/image, GET /healthz and a "
+        "search page at /.",
+    )
+    p.add_argument("--index", required=True, type=Path, help="index directory (mvlt index --out)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="the checkpoint, if it moved since indexing")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help="override the index's backend")
+    p.add_argument("--rerank", type=_non_negative, default=20, help="the page's default re-ranking depth")
+    p.add_argument(
+        "--max-concurrent",
+        type=_positive,
+        default=4,
+        help="searches in progress at once; more get 503 (default 4)",
+    )
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest photo upload (default 10 MB)")
+    _execution(p)
+    p.set_defaults(run=run_serve)
+
+
+def _fail(command: str, err: BaseException) -> int:
+    print(f"mvlt {command}: error: {err}", file=sys.stderr)
+    return 2
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    from ..data.errors import DataError
+    from ..data.images import ImageLoadError
+
+    return (ValueError, FileNotFoundError, ImportError, DataError, ImageLoadError)
+
+
+def _threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from .index import CatalogueIndex
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _threads(args)
+    progress = not args.no_progress and sys.stderr.isatty()
+    try:
+        if args.add:
+            index = CatalogueIndex.load(
+                args.out, checkpoint=args.checkpoint, device=args.device, precision=args.precision
+            )
+            added = index.add(
+                args.data,
+                split=args.split,
+                limit=args.limit,
+                progress=progress,
+                skip_bad_rows=args.skip_bad_rows,
+            )
+        else:
+            if args.checkpoint is None:
+                raise ValueError(
+                    "--checkpoint is required to build an index (only --add reads it from --out)"
+                )
+            index = CatalogueIndex.build(
+                args.checkpoint,
+                args.data,
+                args.out,
+                split=args.split,
+                limit=args.limit,
+                backend=args.backend,
+                batch_size=args.batch_size,
+                device=args.device,
+                precision=args.precision,
+                progress=progress,
+                skip_bad_rows=args.skip_bad_rows,
+            )
+            added = len(index)
+    except _errors() as err:
+        return _fail("index", err)
+    build = index.manifest["builds"][-1]
+    rate = build["products_per_s"]
+    print(
+        f"indexed {added} products ({len(index)} in all) in {build['seconds']:.1f} s"
+        + (f", {rate:.1f} products/s" if rate else "")
+        + f": {args.out}"
+    )
+    return 0
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from .index import CatalogueIndex
+
+    _threads(args)
+    try:
+        if (args.query is None) == (args.image is None):
+            raise ValueError('give a query text ("black wool coat") or --image PHOTO, not both')
+        if args.image is not None and not args.image.is_file():
+            raise FileNotFoundError(f"--image {args.image}: file not found")
+        index = CatalogueIndex.load(
+            args.index,
+            checkpoint=args.checkpoint,
+            backend=args.backend,
+            device=args.device,
+            precision=args.precision,
+        )
+        hits = index.search(args.query, args.image, k=args.k, rerank=args.rerank, over=args.over)
+    except _errors() as err:
+        return _fail("search", err)
+    if args.json:
+        payload = {
+            "query": args.query,
+            "image": str(args.image) if args.image else None,
+            "k": args.k,
+            "rerank": args.rerank,
+            "results": [h.to_dict() for h in hits],
+        }
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{'rank':>4}  {'score':>8}  {'product':<12} {'category':<28} text")
+    for h in hits:
+        category = f"{h.category} / {h.subcategory}"[:28]
+        text = h.text if len(h.text) <= 70 else h.text[:67] + "..."
+        print(f"{h.rank:>4}  {h.score:>8.3f}  {h.product_id:<12} {category:<28} {text}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _threads(args)
+    try:
+        from .serve import Limits, create_app, run_server
+    except ImportError as err:
+        return _fail("serve", ImportError(f"{err}: the server needs pip install 'mvlt[search]'"))
+    from .index import CatalogueIndex
+
+    try:
+        index = CatalogueIndex.load(
+            args.index,
+            checkpoint=args.checkpoint,
+            backend=args.backend,
+            device=args.device,
+            precision=args.precision,
+        )
+        limits = Limits(
+            max_concurrent=args.max_concurrent, max_upload_bytes=int(args.max_upload_mb * (1 << 20))
+        )
+        app = create_app(index, limits=limits, default_rerank=args.rerank)
+    except _errors() as err:
+        return _fail("serve", err)
+    run_server(app, args.host, args.port)
+    return 0

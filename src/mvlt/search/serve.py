@@ -1,0 +1,256 @@
+"""``mvlt serve``: a JSON API and one search page over a :class:`~mvlt.search.CatalogueIndex`.
+
+Routes: ``GET /`` (the page), ``GET /healthz``, ``GET /search?q=...&k=...&rerank=...``,
+``POST /search/image`` (multipart field ``image``) and ``GET /images/{row}`` (a product's photo).
+
+Every request is bounded (:class:`Limits`): query length, ``k`` and ``rerank`` at most 100,
+upload bytes (counted while the body streams in, not after), image pixels (checked from the
+header, before any decoding: a decompression bomb is refused unopened) and searches in progress
+(more get 503 at once instead of queueing without bound). Bad input gets a 4xx JSON
+``{"error": reason}``; an unexpected failure a 500 JSON; the server keeps serving either way.
+Images are served only from the index's catalogue folder: a product row is mapped to its file,
+which must resolve (symlinks included) inside that folder.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import mimetypes
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from ..data.images import to_rgb
+from .index import CatalogueIndex, QueryError
+
+log = logging.getLogger("mvlt.search")
+
+MULTIPART_OVERHEAD = 64 << 10
+"""Bytes a multipart body may carry beyond the photo itself (boundaries, headers, small fields)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for."""
+
+    max_query_chars: int = 512
+    max_k: int = 100
+    max_rerank: int = 100
+    max_upload_bytes: int = 10 << 20
+    max_pixels: int = 40_000_000
+    max_concurrent: int = 4
+
+
+class ApiError(HTTPException):
+    """A request the server refuses, with the status and the reason sent back as JSON."""
+
+
+def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": reason, "status": status}, status_code=status, headers=headers)
+
+
+def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
+    """An uploaded photo as RGB; its size is read from the header and checked before decoding."""
+    if not data:
+        raise ApiError(400, "the uploaded photo is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit follows
+            img = Image.open(io.BytesIO(data))
+        with img:
+            width, height = img.size
+            if width * height > max_pixels:
+                size = f"{width} x {height} = {width * height:,} pixels"
+                raise ApiError(413, f"the photo is {size}; the limit is {max_pixels:,}")
+            img.load()
+            return to_rgb(img)
+    except Image.DecompressionBombError as err:
+        raise ApiError(413, f"the photo has too many pixels to decode ({err})") from err
+    except UnidentifiedImageError as err:
+        raise ApiError(400, "the upload is not an image (JPEG, PNG, WebP, ... expected)") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ApiError(400, f"the photo is truncated or corrupt ({err})") from err
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"the upload is over the limit of {limit:,} bytes")
+    return bytes(body)
+
+
+def _replay(body: bytes) -> Any:
+    """An ASGI ``receive`` that hands ``body`` over once (to parse a body already read)."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+class _Gate:
+    """At most ``n`` searches at once; the next is refused (503), not queued."""
+
+    def __init__(self, n: int) -> None:
+        self.semaphore = threading.BoundedSemaphore(n)
+        self.n = n
+
+    def __enter__(self) -> _Gate:
+        if not self.semaphore.acquire(blocking=False):
+            raise ApiError(503, f"busy: {self.n} searches are running; retry shortly", {"Retry-After": "1"})
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.semaphore.release()
+
+
+def create_app(index: CatalogueIndex, *, limits: Limits | None = None, default_rerank: int = 20) -> FastAPI:
+    """The FastAPI application serving ``index`` (run it with uvicorn: :func:`run_server`)."""
+    limits = limits or Limits()
+    default_rerank = min(default_rerank, limits.max_rerank)
+    gate = _Gate(limits.max_concurrent)
+    page = resources.files("mvlt.search").joinpath("static/index.html").read_text(encoding="utf-8")
+    app = FastAPI(title="mvlt search", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.index, app.state.limits, app.state.gate = index, limits, gate
+    root = index.root.resolve()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(x) for x in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()]
+        return _error(400, "; ".join(parts) or "bad request")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    def options(k: int, rerank: int | None, cross_modal: bool) -> tuple[int, int]:
+        """Checked ``k`` and ``rerank``; the default re-ranks only where ITM applies."""
+        if not 1 <= k <= limits.max_k:
+            raise ApiError(400, f"k must be between 1 and {limits.max_k}, got {k}")
+        if rerank is None:
+            rerank = default_rerank if cross_modal else 0
+        if not 0 <= rerank <= limits.max_rerank:
+            raise ApiError(400, f"rerank must be between 0 and {limits.max_rerank}, got {rerank}")
+        return k, rerank
+
+    def run_search(**query: Any) -> dict[str, Any]:
+        start = time.perf_counter()
+        try:
+            hits = index.search(**query)
+        except QueryError as err:
+            raise ApiError(400, str(err)) from err
+        latency = (time.perf_counter() - start) * 1000
+        results = [{**h.to_dict(), "image_url": f"/images/{h.row}"} for h in hits]
+        return {
+            "k": query["k"],
+            "rerank": query["rerank"],
+            "over": query["over"],
+            "latency_ms": round(latency, 2),
+            "results": results,
+        }
+
+    @app.get("/", response_class=HTMLResponse)
+    def home() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": _CSP})
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "products": len(index),
+            "checkpoint_sha256": index.checkpoint["sha256"],
+            "backend": index.backend_name,
+            "default_rerank": default_rerank,
+            "limits": asdict(limits),
+        }
+
+    @app.get("/search")
+    def search_text(
+        q: str | None = None, k: int = 10, rerank: int | None = None, over: str | None = None
+    ) -> dict[str, Any]:
+        if q is None or not q.strip():
+            raise ApiError(400, "the query is empty: pass ?q=words")
+        if len(q) > limits.max_query_chars:
+            raise ApiError(400, f"the query is {len(q)} characters; the limit is {limits.max_query_chars}")
+        k, rerank = options(k, rerank, over in (None, "images"))
+        with gate:
+            return {"query": q, **run_search(text=q, k=k, rerank=rerank, over=over)}
+
+    @app.post("/search/image")
+    async def search_image(
+        request: Request, k: int = 10, rerank: int | None = None, over: str | None = None
+    ) -> dict[str, Any]:
+        k, rerank = options(k, rerank, over in (None, "texts"))
+        with gate:
+            body = await _read_body(request, limits.max_upload_bytes + MULTIPART_OVERHEAD)
+            form = await Request(request.scope, _replay(body)).form(max_files=1, max_fields=8)
+            upload = form.get("image")
+            if not isinstance(upload, UploadFile):
+                raise ApiError(400, "send the photo as multipart/form-data in the field 'image'")
+            data = await upload.read()
+            if len(data) > limits.max_upload_bytes:
+                raise ApiError(
+                    413, f"the photo is {len(data):,} bytes; the limit is {limits.max_upload_bytes:,}"
+                )
+            picture = decode_upload(data, limits.max_pixels)
+            result = await run_in_threadpool(run_search, image=picture, k=k, rerank=rerank, over=over)
+            return {"filename": upload.filename, **result}
+
+    @app.get("/images/{row}")
+    def image(row: str) -> FileResponse:
+        if not row.isdigit() or int(row) >= len(index):
+            raise ApiError(404, f"no product image {row!r}: images are addressed by result row")
+        path = index.image_path(int(row)).resolve()
+        if not path.is_relative_to(root):
+            raise ApiError(403, "this product's image lies outside the catalogue folder and is not served")
+        if not path.is_file():
+            raise ApiError(404, f"product {row}'s image file is missing")
+        kind = mimetypes.guess_type(path.name)[0] or ""
+        media = kind if kind.startswith("image/") and kind != "image/svg+xml" else "application/octet-stream"
+        return FileResponse(
+            path,
+            media_type=media,
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=3600"},
+        )
+
+    return app
+
+
+_CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
+def run_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve ``app`` with uvicorn until interrupted."""
+    import uvicorn
+
+    index: CatalogueIndex = app.state.index
+    print(f"serving {len(index)} products from {index.path} at http://{host}:{port}/", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info")
