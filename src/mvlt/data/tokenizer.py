@@ -11,15 +11,17 @@ Texts become ``[CLS] word-pieces [SEP]``, truncated to ``max_length`` tokens (12
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer as _Backend
-from tokenizers import decoders, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
 from ..fileio import atomic_write_text, read_json
+from .wordpiece import learn_vocabulary
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
@@ -181,24 +183,23 @@ class Tokenizer:
 
         For catalogues in another language or domain, where BERT's English vocabulary splits
         words into many pieces. The special tokens take ids 0..4 ([PAD]=0, [UNK]=1, [CLS]=2,
-        [SEP]=3, [MASK]=4). A model must be built with ``vocab_size`` equal to the result's.
+        [SEP]=3, [MASK]=4). A model must be built with ``vocab_size`` equal to the result's. The
+        same texts give the same vocabulary in every process (``wordpiece.learn_vocabulary``).
         """
         if vocab_size <= len(SPECIAL_TOKENS):
             raise ValueError(
                 f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}"
             )
         backend = _build_backend(None, lowercase, max_length)
-        trainer = trainers.WordPieceTrainer(
-            vocab_size=vocab_size,
-            min_frequency=min_frequency,
-            special_tokens=list(SPECIAL_TOKENS),
-            limit_alphabet=limit_alphabet,
-            continuing_subword_prefix="##",
-            show_progress=False,
-        )
-        backend.train_from_iterator((t for t in texts if t and t.strip()), trainer=trainer)
-        vocab = backend.get_vocab()
-        tokens = sorted(vocab, key=vocab.__getitem__)
+        normalizer, pre_tokenizer = backend.normalizer, backend.pre_tokenizer
+        assert normalizer is not None and pre_tokenizer is not None
+        words: Counter[str] = Counter()
+        for text in texts:
+            if text and text.strip():
+                words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+        size = vocab_size - len(SPECIAL_TOKENS)
+        learnt = learn_vocabulary(words, size, min_frequency=min_frequency, limit_alphabet=limit_alphabet)
+        tokens = [*SPECIAL_TOKENS, *(t for t in learnt if t not in SPECIAL_TOKENS)]
         return cls(tokens, max_length=max_length, lowercase=lowercase)
 
     # ----------------------------------------------------------------------------- encode / decode
