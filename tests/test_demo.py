@@ -61,3 +61,88 @@ def test_refuses_to_mix_demos(tmp_path: Path) -> None:
     assert result.returncode == 2 and "--resume" in result.stderr
     empty = subprocess.run(demo(tmp_path / "none", "--resume"), capture_output=True, text=True)
     assert empty.returncode == 2 and "nothing to resume" in empty.stderr
+
+
+def run_command(command: str, argv: list[str]) -> int:
+    """``mvlt demo ...`` or ``mvlt pretrain ...`` in this process (a traceback fails the test)."""
+    import argparse
+
+    from mvlt import demo as demo_cli
+    from mvlt.train import cli as train_cli
+
+    parser = argparse.ArgumentParser(prog="mvlt")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo_cli.register(sub)
+    train_cli.register(sub)
+    args = parser.parse_args([command, *argv])
+    return int(args.run(args))
+
+
+def test_demo_input_errors_are_the_one_line_pretrain_gives(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    manifest = tmp_path / "photos" / "metadata.csv"
+    (tmp_path / "photos" / "images").mkdir(parents=True)
+    rows = ["image,text,category,subcategory,product_id,split"]
+    for i in range(4):
+        split = "train" if i < 2 else "test"
+        rows.append(f"images/{i}.png,a red dress number {i},Dresses,Midi,{i:04d},{split}")
+        if i != 1:
+            Image.new("RGB", (16, 16), (200, 0, 0)).save(tmp_path / "photos" / "images" / f"{i}.png")
+    manifest.write_text("\n".join(rows) + "\n")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        "missing image": (["--data", str(manifest)], 1),
+        "no such --data": (["--data", str(tmp_path / "nope.csv")], 1),
+        "empty folder": (["--data", str(tmp_path / "empty")], 1),
+        "--image-size 30": (["--image-size", "30"], 2),
+    }
+    for case, (argv, code) in cases.items():
+        assert run_command("demo", ["--out", str(tmp_path / "demo"), *argv]) == code, case
+        demo_err = capsys.readouterr().err
+        assert run_command("pretrain", ["--out", str(tmp_path / "pre"), *argv]) == code, case
+        pretrain_err = capsys.readouterr().err
+        assert demo_err.count("\n") == 1 and demo_err.startswith("mvlt demo: error: "), (case, demo_err)
+        assert demo_err.removeprefix("mvlt demo") == pretrain_err.removeprefix("mvlt pretrain"), case
+    assert run_command("demo", ["--out", str(tmp_path / "demo"), "--minutes", "nan"]) == 2
+    assert capsys.readouterr().err == "mvlt demo: error: --minutes nan: must be a positive finite number\n"
+
+
+@pytest.mark.slow
+def test_demo_skips_bad_rows_and_records_what_it_left_out(tmp_path: Path, broken_manifest) -> None:
+    """``--skip-bad-rows``: the demo finishes; metrics.json counts the rows each split left out,
+    the duplicate product ids and the rows without a label."""
+    manifest, broken = broken_manifest
+    out = tmp_path / "demo"
+    argv = ["--data", str(manifest), "--skip-bad-rows", "--minutes", "0.01", *TINY[2:]]
+    done = subprocess.run(demo(out, *argv), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    protocol = json.loads((out / "metrics.json").read_text())["protocol"]
+    test, training = protocol["data"], protocol["training_data"]
+    assert training["skipped_rows"] == 1 and training["skipped_by_reason"] == {"bad_image": 1}
+    assert training["skipped_first"] == [broken]
+    assert test["duplicate_product_ids"] == 1 and test["unlabelled"] == {"category": 1, "subcategory": 0}
+    assert "2 rows share product_id" in done.stdout + done.stderr
+    assert "skipped 1 bad row" in (out / "pretrain" / "train.log").read_text()
+
+
+@pytest.fixture
+def broken_manifest(tmp_path: Path) -> tuple[Path, str]:
+    """A synthetic-photo manifest with one undecodable training image, a product id on two test rows
+    and a test row without a category; returns it and the broken row's name."""
+    import csv
+
+    from .train.helpers import synthetic_manifest
+
+    manifest = synthetic_manifest(tmp_path / "photos", num_products=80)
+    rows = list(csv.DictReader(manifest.open(encoding="utf-8")))
+    train_rows = [i for i, r in enumerate(rows) if r["split"] == "train"]
+    test_rows = [i for i, r in enumerate(rows) if r["split"] == "test"]
+    (manifest.parent / rows[train_rows[2]]["image"]).write_bytes(b"not an image")
+    rows[test_rows[1]]["product_id"] = rows[test_rows[0]]["product_id"]
+    rows[test_rows[2]]["category"] = ""
+    with manifest.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest, f"row {train_rows[2] + 1} (line {train_rows[2] + 2})"

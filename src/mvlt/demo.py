@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch
 
+from .exits import ERRORS, UsageError, check_number, fail
 from .fileio import atomic_write_text
 
 PLAN_NAME = "demo.json"
@@ -81,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=1, help="data loader processes (default 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-bad-rows", action="store_true", help="leave out unusable catalogue rows (counted)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
     p.add_argument("--overwrite", action="store_true", help="start again, deleting an earlier demo in --out")
     p.set_defaults(run=run_demo)
@@ -91,29 +92,43 @@ def stage(number: int, title: str) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """Errors end as one line with the exit code of every command (:mod:`mvlt.exits`)."""
     out: Path = args.out
-    plan_path = out / PLAN_NAME
-    if args.resume:
-        if not plan_path.is_file():
-            print(f"mvlt demo: nothing to resume in {out} ({PLAN_NAME} is missing)", file=sys.stderr)
-            return 2
-        plan = DemoPlan.load(plan_path)
-    else:
-        if plan_path.exists() and not args.overwrite:
-            print(
-                f"mvlt demo: {out} already holds a demo; pass --resume to continue it or --overwrite",
-                file=sys.stderr,
-            )
-            return 2
-        plan = make_plan(args)
-        out.mkdir(parents=True, exist_ok=True)
-        plan.save(plan_path)
+    try:
+        plan = load_or_make_plan(args)
+    except ERRORS as err:
+        return fail("demo", err)
     if plan.threads:
         torch.set_num_threads(plan.threads)
     try:
         return run_stages(plan, args)
     except KeyboardInterrupt:  # between the trainer's own signal handling: setup, evaluation
         return _interrupted(out, "SIGINT")
+    except ERRORS as err:
+        return fail("demo", err)
+
+
+def load_or_make_plan(args: argparse.Namespace) -> DemoPlan:
+    """The saved plan (``--resume``) or a new one, saved; refuses to mix two demos in ``--out``."""
+    out: Path = args.out
+    plan_path = out / PLAN_NAME
+    if args.resume:
+        if not plan_path.is_file():
+            raise UsageError(f"nothing to resume in {out} ({PLAN_NAME} is missing)")
+        return DemoPlan.load(plan_path)
+    if plan_path.exists() and not args.overwrite:
+        raise UsageError(f"{out} already holds a demo; pass --resume to continue it or --overwrite")
+    for flag, value, rule in (
+        ("--image-size", args.image_size, "image_size"), ("--minutes", args.minutes, "positive"),
+        ("--batch-size", args.batch_size, "count"), ("--products", args.products, "count"),
+        ("--queries", args.queries, "count"), ("--threads", args.threads, "count"),
+        ("--workers", args.workers, "whole"),
+    ):  # fmt: skip
+        check_number(flag, value, rule)
+    plan = make_plan(args)
+    out.mkdir(parents=True, exist_ok=True)
+    plan.save(plan_path)
+    return plan
 
 
 def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
@@ -150,7 +165,7 @@ def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
         return _interrupted(out, result.interrupted)
 
     stage(4, "evaluation: retrieval, recognition, masked image generation")
-    metrics = evaluate_model(out / "model", test_set, plan, out)
+    metrics = evaluate_model(out / "model", test_set, plan, out, train_set=train_set)
     print_headline(metrics, test_set, plan, out, time.perf_counter() - started)
     return 0
 
@@ -168,6 +183,8 @@ def make_plan(args: argparse.Namespace) -> DemoPlan:
     image_size = args.image_size or (64 if synthetic else 96)
     options = {"num_products": args.products, "image_size": image_size, "seed": args.seed}
     options = options if synthetic else {}
+    if getattr(args, "skip_bad_rows", False):
+        options["skip_bad_rows"] = True
     minutes = args.minutes if args.minutes is not None else 6.0
     plan = DemoPlan(
         data=args.data, data_options=options, model=args.model, image_size=image_size,
@@ -244,17 +261,24 @@ def _interrupted(out: Path, why: str) -> int:
     return 130 if why == "SIGINT" else 143 if why == "SIGTERM" else 0
 
 
-def evaluate_model(checkpoint: Path, test_set: Any, plan: DemoPlan, out: Path) -> dict[str, Any]:
+def evaluate_model(
+    checkpoint: Path, test_set: Any, plan: DemoPlan, out: Path, train_set: Any = None
+) -> dict[str, Any]:
+    """Evaluate on ``test_set``; ``metrics.json`` also records what the training split left out."""
+    from .data.audit import audit
     from .eval import EvalOptions, RetrievalProtocol, evaluate, format_table
+    from .eval.retrieval import normalise_text, product_rows
     from .model import MVLT
 
     model = MVLT.from_pretrained(checkpoint)
-    # The 1 + 100 protocol; a very small test split (tiny demos) gets as many negatives as it has.
-    negatives = min(100, len({t.strip().lower() for t in test_set.texts}) - 1)
+    # The 1 + 100 protocol; a very small test split (tiny demos) gets as many negatives as it has:
+    # each query product's other products with another text (one row per product, the first).
+    texts = Counter(normalise_text(test_set.texts[r]) for r in product_rows(test_set.product_ids).values())
+    negatives = min(100, sum(texts.values()) - max(texts.values()))
     protocol = RetrievalProtocol(queries=plan.queries, negatives=negatives, seed=plan.seed)
     options = EvalOptions(
         retrieval=protocol, seed=plan.seed, mig_images=plan.mig_images, progress=True,
-        checkpoint=str(checkpoint),
+        checkpoint=str(checkpoint), training_data=audit(train_set) if train_set is not None else None,
         training_logs=tuple(str(p) for p in (out / "pretrain" / "metrics.jsonl", checkpoint / "metrics.jsonl")
                             if p.is_file()),
     )  # fmt: skip

@@ -34,11 +34,14 @@ def test_train_on_manifest_with_bad_rows(
     rows[2]["text"] = ""
     path = files.write_csv(tmp_path / "m.csv", rows, images=False)  # images are not needed for texts
     out = str(tmp_path / "tok")
-    assert _run(["tokenizer", "train", "--data", str(path), "--vocab-size", "60", "--out", out]) == 2
-    assert "row 3 (line 4): empty text" in capsys.readouterr().err
+    assert _run(["tokenizer", "train", "--data", str(path), "--vocab-size", "60", "--out", out]) == 1  # data
+    err = capsys.readouterr().err
+    assert err.startswith("mvlt tokenizer train: error:") and "row 3 (line 4): empty text" in err
     argv = ["tokenizer", "train", "--data", str(path), "--vocab-size", "60", "--out", out, "--skip-bad-rows"]
     assert _run([*argv, "--split", "train"]) == 0
     assert "skipped 1 bad row" in capsys.readouterr().out
+    assert _run([*argv, "--split", "all"]) == 0  # every row, as in every command
+    assert "on 5 texts" in capsys.readouterr().out
     assert Tokenizer.load(out).encode("red")[1] != Tokenizer.load(out).unk_id
 
 

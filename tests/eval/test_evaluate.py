@@ -161,14 +161,15 @@ def test_evaluate_hm_end_to_end(hm_checkpoint: Path, hm_dir: Path, tmp_path: Pat
 
 def test_cli_errors_name_the_flag(hm_checkpoint: Path, hm_dir: Path, tmp_path: Path, capsys) -> None:
     base = ["--checkpoint", str(hm_checkpoint), "--data", str(hm_dir), "--out", str(tmp_path)]
-    assert run_cli([*base, "--candidates", str(tmp_path / "none.json")]) == 2
+    # Exit 1: what a flag points at is missing or bad; exit 2: the command line itself is wrong.
+    assert run_cli([*base, "--candidates", str(tmp_path / "none.json")]) == 1
     assert "--candidates" in capsys.readouterr().err
     assert run_cli([*base, "--task", "ranking"]) == 2
     assert "--task: unknown task 'ranking'" in capsys.readouterr().err
-    assert run_cli([*base, "--split", "nosuch"]) == 2
+    assert run_cli([*base, "--split", "nosuch"]) == 1
     assert "no rows in split 'nosuch'" in capsys.readouterr().err
     assert (
-        run_cli(["--checkpoint", str(tmp_path / "nope"), "--data", str(hm_dir), "--out", str(tmp_path)]) == 2
+        run_cli(["--checkpoint", str(tmp_path / "nope"), "--data", str(hm_dir), "--out", str(tmp_path)]) == 1
     )
     assert "--checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):

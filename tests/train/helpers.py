@@ -47,6 +47,59 @@ def tiny_args(out: Path, tokenizer: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def synthetic_manifest(folder: Path, num_products: int = NUM_PRODUCTS) -> Path:
+    """The synthetic catalogue (drawn at ``IMAGE_SIZE``) written as a CSV manifest with PNG images:
+    a real-photo catalogue whose files a test can break."""
+    import csv
+
+    from mvlt.data.catalogue import open_catalogue
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for split in ("train", "test"):
+        catalogue = open_catalogue("synthetic", split=split, num_products=num_products, image_size=IMAGE_SIZE)
+        for item in catalogue:
+            image = f"images/{item.product_id}.png"
+            (folder / "images").mkdir(exist_ok=True)
+            item.image.save(folder / image)
+            labels = {"category": item.category, "subcategory": item.subcategory}
+            rows.append({"image": image, "text": item.text, **labels, "product_id": item.product_id})
+            rows[-1]["split"] = split
+    path = folder / "metadata.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def interrupt_at(monkeypatch: Any, step: int) -> None:
+    """Send this process a real SIGTERM during training step ``step`` (one forward pass a step)."""
+    import signal
+
+    import mvlt
+
+    calls = {"n": 0}
+    original = mvlt.MVLT.forward_loss
+
+    def forward_loss(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(mvlt.MVLT, "forward_loss", forward_loss)
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """Whether two runs ended with bit-identical weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    x, y = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

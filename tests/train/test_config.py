@@ -139,6 +139,22 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path, capsys):
         main(["pretrain", "--steps", "many"])
 
 
+def test_numeric_flags_must_be_finite_and_in_range(tmp_path: Path, capsys):
+    """``--lr nan`` is refused naming the flag, before PyTorch sees it; so are the other numbers."""
+    out = ["--out", str(tmp_path / "o")]
+    assert main(["pretrain", "--lr", "nan", *out]) == 2
+    assert capsys.readouterr().err == "mvlt pretrain: error: --lr nan: must be a positive finite number\n"
+    bad = {"--epochs": "inf", "--min-lr": "nan", "--mask-ratio": "1.5", "--max-minutes": "0",
+           "--clip-grad-norm": "-1", "--image-size": "30"}  # fmt: skip
+    for flag, value in bad.items():
+        assert main(["finetune", "--init", "x", flag, value, *out]) == 2, flag
+        assert capsys.readouterr().err.startswith(f"mvlt finetune: error: {flag} {value}: must be "), flag
+    path = tmp_path / "nan.yaml"
+    path.write_text("lr: .nan\n")
+    with pytest.raises(ConfigError, match=r"config lr=nan: must be a finite number"):
+        load_config(path).validate()
+
+
 def test_flags_the_checks_rely_on_exist():
     for task in ("pretrain", "finetune"):
         args = _parse([task, "--config", "c.yaml", "--model", "mvlt_nano", "--data", "synthetic",
@@ -146,6 +162,8 @@ def test_flags_the_checks_rely_on_exist():
                        "--lr", "1e-3", "--out", "o", "--resume", "--init", "ckpt", "--seed", "1",
                        "--threads", "1"])  # fmt: skip
         assert args.resume and args.config == Path("c.yaml") and args.threads == 1
+        assert _parse([task, "--skip-bad-rows", "--resume", "step-0000002"]).resume == "step-0000002"
+        assert _parse([task, "--resume", "--skip-bad-rows"]).skip_bad_rows is True
     assert _parse(["finetune", "--freeze-encoder"]).freeze_encoder is True
 
 

@@ -27,7 +27,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from . import errors as E
-from .errors import DataError, SkipLog, handle_bad_row, log
+from .errors import DataError, SkipLog, handle_bad_row
 from .images import ImageLoadError, load_image
 from .labels import LabelMaps
 
@@ -36,6 +36,15 @@ GROUP_COLUMNS = ("product_code", "group")
 """Optional columns naming the product a row is a variant of (H&M's ``product_code``)."""
 MANIFEST_NAMES = ("metadata.csv", "metadata.jsonl", "manifest.csv", "manifest.jsonl")
 """Files :func:`open_catalogue` looks for when given a directory."""
+ALL_SPLITS = ("all", "none")
+"""Split names meaning "every row", the same in every command (``--split all``)."""
+
+
+def normalise_split(split: str | None) -> str | None:
+    """``None`` for every row (``None``, ``all``, ``none``), else the split name."""
+    if split is None or split.strip().lower() in ALL_SPLITS:
+        return None
+    return split
 
 
 @dataclass(eq=False)
@@ -124,10 +133,11 @@ class Catalogue(Dataset[CatalogueItem]):
         return self.skips.report(self.source)
 
     def _finish_open(self) -> None:
-        """Log the skip tally at open time (it is also available as ``skipped`` / ``skip_report()``)."""
-        report = self.skip_report()
-        if report:
-            log.warning(report)
+        """Log, at open time, the rows skipped, the product ids on several rows and the rows without
+        labels (:mod:`.audit`; the skips are also ``skipped`` / ``skip_report()``)."""
+        from .audit import log_audit
+
+        log_audit(self)
 
     def __repr__(self) -> str:
         split = f", split={self.split!r}" if self.split else ""
@@ -422,8 +432,9 @@ def open_catalogue(path_or_name: str | Path, split: str | None = None, **options
     ``options`` go to the catalogue class: :class:`ManifestCatalogue`,
     :class:`~mvlt.data.fashiongen.FashionGenCatalogue` or
     :class:`~mvlt.data.synthetic.SyntheticCatalogue` (see their docstrings). All accept
-    ``skip_bad_rows``.
+    ``skip_bad_rows``. ``split`` ``all`` (or None) means every row.
     """
+    split = normalise_split(split)
     if isinstance(path_or_name, str) and path_or_name.strip().lower() == "synthetic":
         from .synthetic import SyntheticCatalogue
 

@@ -6,12 +6,11 @@ For catalogues in another language or domain than BERT's English vocabulary cove
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
+from ..exits import ERRORS, fail
 from .catalogue import open_catalogue
-from .errors import DataError
-from .tokenizer import DEFAULT_MAX_LENGTH, Tokenizer, TokenizerError
+from .tokenizer import DEFAULT_MAX_LENGTH, Tokenizer
 
 
 def register(subparsers: Any) -> None:
@@ -28,7 +27,7 @@ def register(subparsers: Any) -> None:
         "--out", required=True, help="directory to write vocab.txt + tokenizer_config.json into"
     )
     train.add_argument(
-        "--split", default=None, help="only texts of this split (e.g. train); default all rows"
+        "--split", default=None, help="only texts of this split (e.g. train; 'all': every row, the default)"
     )
     train.add_argument(
         "--min-frequency", type=int, default=2, help="ignore pieces seen fewer times (default 2)"
@@ -61,9 +60,8 @@ def run_train(args: argparse.Namespace) -> int:
             max_length=args.max_length,
             lowercase=not args.cased,
         )
-    except (DataError, TokenizerError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ERRORS as err:
+        return fail("tokenizer train", err)
     tokenizer.save(args.out)
     print(
         f"trained a {tokenizer.vocab_size}-token vocabulary on {len(catalogue)} texts of {catalogue.source}"
@@ -78,9 +76,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_encode(args: argparse.Namespace) -> int:
     try:
         tokenizer = Tokenizer.load(args.tokenizer) if args.tokenizer else Tokenizer.from_vocab(args.vocab)
-    except (TokenizerError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ERRORS as err:
+        return fail("tokenizer encode", err)
     print(tokenizer.encode(args.text))
     print(" ".join(tokenizer.tokenize(args.text)))
     return 0

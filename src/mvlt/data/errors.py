@@ -50,24 +50,29 @@ class SkipLog:
 
     counts: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    rows: list[str] = field(default_factory=list)
+    """Where the first skipped rows are (e.g. ``"row 3 (line 4)"``), as many as ``examples``."""
     max_examples: int = 20
 
     def add(self, error: DataError) -> None:
         self.counts[error.reason] += 1
         if len(self.examples) < self.max_examples:
             self.examples.append(str(error))
+            self.rows.append(error.where or "the whole file")
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def report(self, source: str = "") -> str | None:
-        """One line such as ``"skipped 3 bad rows of x.csv: 2 missing_file, 1 empty_text"``."""
+    def report(self, source: str = "", first: int = 5) -> str | None:
+        """One line such as ``"skipped 3 bad rows of x.csv: 2 missing_file, 1 empty_text (row 2
+        (line 3), ...)"``, naming the ``first`` few rows."""
         if not self.total:
             return None
         parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
         where = f" of {source}" if source else ""
-        return f"skipped {self.total} bad row{'s' if self.total != 1 else ''}{where}: {parts}"
+        shown = "; ".join(self.rows[:first]) + ("; ..." if self.total > first else "")
+        return f"skipped {self.total} bad row{'s' if self.total != 1 else ''}{where}: {parts} ({shown})"
 
 
 def handle_bad_row(error: DataError, skip: bool, skips: SkipLog) -> None:

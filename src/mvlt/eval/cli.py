@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..exits import ERRORS, fail
 from ..masking import IMAGE_MASK_STRATEGIES
 from .context import PRECISIONS
 from .retrieval import SCORES, TIE_RULES, TOPUP_RULES, RetrievalProtocol
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task", default="all", help="retrieval, recognition, generation, all, or a comma list")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--split", default=None, help="evaluation split (default: 'test', else 'validation')")
+    p.add_argument("--split", default=None, help="split ('all': every row; default test, else validation)")
     p.add_argument("--vocab", type=Path, default=None, help="vocab.txt, when the checkpoint has no tokenizer")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip unreadable catalogue rows (counted)")
     r = p.add_argument_group("retrieval (1 + K protocol)")
@@ -172,9 +173,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         metrics = evaluate(
             model, catalogue, tasks, options, args.out, tokenizer=tokenizer, explicit_tasks=explicit
         )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"mvlt evaluate: error: {err}", file=sys.stderr)
-        return 2
+    except ERRORS as err:
+        return fail("evaluate", err)
     print(format_table(metrics))
     print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.html'}")
     return 0

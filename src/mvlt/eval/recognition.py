@@ -113,6 +113,8 @@ class RecognitionOutcome:
     targets: dict[str, np.ndarray]
     """True class id per row, -100 where the label is unknown to the checkpoint."""
     metrics: dict[str, float] = field(default_factory=dict)
+    unlabelled: dict[str, int] = field(default_factory=dict)
+    """Per field, the rows with an empty label: not scored either, and counted like unseen ones."""
 
 
 def recognition_metrics(outcome: RecognitionOutcome) -> dict[str, float]:
@@ -126,6 +128,7 @@ def recognition_metrics(outcome: RecognitionOutcome) -> dict[str, float]:
         out[names.recognition(f, "sumc")] = report.sumc
         out[names.recognition(f, "items")] = report.items
         out[names.recognition(f, "unknown_items")] = sum(outcome.unknown[f].values())
+        out[names.recognition(f, "unlabelled_items")] = outcome.unlabelled.get(f, 0)
     return out
 
 
@@ -160,6 +163,7 @@ def run_recognition(ctx: EvalContext, rows: Sequence[int]) -> RecognitionOutcome
         ),
     }
     unknown = {f: Counter(maps.unknown[f]) for f in FIELDS}
+    unlabelled = {f: int(maps.unlabelled[f]) for f in FIELDS}
     maps.reset_counts()
     ctx.tokenize_rows(rows)
     preds: dict[str, list[torch.Tensor]] = {f: [] for f in FIELDS}
@@ -190,8 +194,12 @@ def run_recognition(ctx: EvalContext, rows: Sequence[int]) -> RecognitionOutcome
                 int((~known).sum()),
                 ", ".join(f"{n!r} x{c}" for n, c in sorted(unknown[f].items())),
             )
+        if unlabelled[f]:
+            log.warning("%s: %d item(s) without a label, excluded from the metrics", f, unlabelled[f])
         reports[f] = classification_report(targets[f][known], predictions[f][known]) if known.any() else None
     class_names = {"category": maps.category_names, "subcategory": maps.subcategory_names}
-    outcome = RecognitionOutcome(reports, class_names, unknown, rows, predictions, confidences, targets)
+    outcome = RecognitionOutcome(
+        reports, class_names, unknown, rows, predictions, confidences, targets, unlabelled=unlabelled
+    )
     outcome.metrics = recognition_metrics(outcome)
     return outcome

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..exits import UsageError
 from ..fileio import atomic_write_text, read_json
 from . import names
 
@@ -88,7 +89,7 @@ def resolve_scorers(requested: str, has_itc: bool) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(s.strip() for s in requested.split(",") if s.strip()))
     unknown = [s for s in chosen if s not in SCORERS]
     if unknown or not chosen:
-        raise ValueError(f"--score: unknown scorer(s) {unknown}; choose auto or from {', '.join(SCORERS)}")
+        raise UsageError(f"--score: unknown scorer(s) {unknown}; choose auto or from {', '.join(SCORERS)}")
     if not has_itc and any(s != "itm" for s in chosen):
         raise ValueError(
             "--score itc / itc+itm need ITC heads, and this checkpoint has none (contrastive_dim = 0: "

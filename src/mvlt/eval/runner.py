@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.audit import audit
+from ..exits import UsageError
 from ..fileio import atomic_write_text
 from ..masking import IMAGE_MASK_STRATEGIES
 from ..runtime import resolve_device, resolve_precision
@@ -105,25 +107,27 @@ class EvalOptions:
     learning curves."""
     checkpoint: str | None = None
     """Where the model came from (for the record only)."""
+    training_data: dict[str, Any] | None = None
+    """The audit of the training split (:func:`mvlt.data.audit.audit`), for the record only."""
 
     def __post_init__(self) -> None:
         if self.seed < 0:
-            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.mig_images < 1:
-            raise ValueError(f"--mig-images must be >= 1, got {self.mig_images}")
+            raise UsageError(f"--mig-images must be >= 1, got {self.mig_images}")
         if self.recognition_items is not None and self.recognition_items < 1:
-            raise ValueError(f"--recognition-items must be >= 1, got {self.recognition_items}")
+            raise UsageError(f"--recognition-items must be >= 1, got {self.recognition_items}")
         if not 0.0 < self.mask_ratio <= 1.0:
-            raise ValueError(f"--mask-ratio must be in (0, 1], got {self.mask_ratio}")
+            raise UsageError(f"--mask-ratio must be in (0, 1], got {self.mask_ratio}")
         unknown = [s for s in self.mig_strategies if s not in IMAGE_MASK_STRATEGIES]
         if self.itm_score not in ITM_SCORE_WORDS:
-            raise ValueError(f"--itm-score must be one of {tuple(ITM_SCORE_WORDS)}, got {self.itm_score!r}")
+            raise UsageError(f"--itm-score must be one of {tuple(ITM_SCORE_WORDS)}, got {self.itm_score!r}")
         if self.rerank_top < 1:
-            raise ValueError(f"--rerank-top must be >= 1, got {self.rerank_top}")
+            raise UsageError(f"--rerank-top must be >= 1, got {self.rerank_top}")
         if unknown or not self.mig_strategies:
-            raise ValueError(f"--strategies: unknown {unknown}; choose from {IMAGE_MASK_STRATEGIES}")
+            raise UsageError(f"--strategies: unknown {unknown}; choose from {IMAGE_MASK_STRATEGIES}")
 
 
 @dataclass
@@ -153,9 +157,9 @@ def parse_tasks(tasks: str | Iterable[str]) -> tuple[str, ...]:
         elif item in TASKS:
             chosen.add(item)
         else:
-            raise ValueError(f"--task: unknown task {item!r}; choose from {', '.join((*TASKS, 'all'))}")
+            raise UsageError(f"--task: unknown task {item!r}; choose from {', '.join((*TASKS, 'all'))}")
     if not chosen:
-        raise ValueError("--task: no task given")
+        raise UsageError("--task: no task given")
     return tuple(t for t in TASKS if t in chosen)
 
 
@@ -304,6 +308,10 @@ def _protocol(
         "mvlt_version": __version__,
         "torch_version": torch.__version__,
     }
+    if hasattr(catalogue, "skips"):  # what the catalogue left out: skipped rows, duplicates, no labels
+        prot["data"] = audit(catalogue)
+    if options.training_data:
+        prot["training_data"] = options.training_data
     if "retrieval" in tasks:
         prot["retrieval"] = {
             **dataclasses.asdict(options.retrieval),
@@ -327,6 +335,7 @@ def _protocol(
         prot["recognition"] = {
             "seed": options.seed,
             "unseen_labels": "excluded from accuracy and F1, reported with counts",
+            "unlabelled": "rows with an empty label: excluded from accuracy and F1, counted",
             "macro_f1": "mean F1 over classes present in truth or prediction (scikit-learn)",
         }
     if "generation" in tasks:
@@ -441,9 +450,10 @@ def format_table(metrics: dict[str, Any]) -> str:
                 metrics[names.recognition(f, stat)]
                 for stat in ("acc", "macro_f1", "sumc", "items", "unknown_items")
             )
+            unlabelled = metrics.get(names.recognition(f, "unlabelled_items"), 0)
             lines.append(
-                f"{label}: accuracy {100 * acc:.2f} %, macro-F1 {f1:.3f}, SumC {sumc:.2f} "
-                f"({items} items; {unknown} with labels unseen in training, excluded)"
+                f"{label}: accuracy {100 * acc:.2f} %, macro-F1 {f1:.3f}, SumC {sumc:.2f} ({items} items; "
+                f"{unknown} with labels unseen in training and {unlabelled} without a label, excluded)"
             )
     g = prot.get("generation")
     if g is not None and names.MIG_IMAGES in metrics:

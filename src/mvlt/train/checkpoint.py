@@ -3,13 +3,16 @@
 Each step directory is a loadable model (``model.safetensors``, ``config.json``, tokenizer files,
 ``labels.json``; ``MVLT.from_pretrained`` reads it) plus what continues the run exactly:
 
-- ``optimizer.pt``: optimizer (and fp16 gradient-scaler) state, read back with ``weights_only=True``;
+- ``optimizer.pt``: optimizer (and fp16 gradient-scaler) state, read back with ``weights_only=True``
+  (tensors and plain containers only: never unpickles code);
 - ``rng.pt``: the torch / CUDA / numpy / python RNG states of every rank;
 - ``trainer_state.json``: step, epoch, optimizer steps done in the epoch (the data position),
   samples seen and the last logged losses.
 
 The directory is filled under a temporary name and renamed into place, so a crash or a kill
-while saving leaves the previous checkpoint as the latest complete one.
+while saving leaves the previous checkpoint as the latest complete one. A file damaged later (a
+full disk, an interrupted copy) fails to load with an error naming it; :mod:`.resume` then falls
+back to an older checkpoint.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import random
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ import numpy as np
 import torch
 
 from ..fileio import atomic_directory, atomic_write_text, read_json
-from ..model.io import load_state_checked, read_weights
+from ..model.io import CheckpointError, load_state_checked, read_weights
 
 CHECKPOINTS = "checkpoints"
 STATE_NAME = "trainer_state.json"
@@ -44,6 +47,7 @@ class TrainingState:
     state: dict[str, Any]
     optimizer: dict[str, Any]
     rng: list[dict[str, Any]]
+    weights: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def step(self) -> int:
@@ -146,12 +150,35 @@ def remove_stale_temporaries(out: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None) -> TrainingState:
-    """Read a step directory; with ``model``, also load its weights into it (strict, checked)."""
+    """Read every file of a step directory, so a damaged one fails here, named; with ``model``,
+    also load the weights into it (strict, checked)."""
     path = Path(path)
     state_file = path / STATE_NAME
-    state = read_json(state_file, missing=f"not a training checkpoint: {state_file} is missing")
+    state = read_json(
+        state_file, missing=f"not a training checkpoint: {state_file} is missing", error=CheckpointError
+    )
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"{state_file} holds no training step")
+    weights = read_weights(path / WEIGHTS_NAME)
     if model is not None:
-        load_state_checked(model, read_weights(path / WEIGHTS_NAME), str(path / WEIGHTS_NAME))
-    optimizer = torch.load(path / OPTIMIZER_NAME, map_location="cpu", weights_only=True)
-    rng = torch.load(path / RNG_NAME, map_location="cpu", weights_only=True)
-    return TrainingState(path=path, state=state, optimizer=optimizer, rng=rng)
+        load_state_checked(model, weights, str(path / WEIGHTS_NAME))
+    optimizer = read_tensors(path / OPTIMIZER_NAME)
+    if not isinstance(optimizer, dict) or "optimizer" not in optimizer:
+        raise CheckpointError(f"{path / OPTIMIZER_NAME} holds no optimizer state")
+    rng = read_tensors(path / RNG_NAME)
+    if not isinstance(rng, list) or not rng:
+        raise CheckpointError(f"{path / RNG_NAME} holds no random-number states")
+    return TrainingState(path=path, state=state, optimizer=optimizer, rng=rng, weights=weights)
+
+
+def read_tensors(path: Path) -> Any:
+    """``torch.load(weights_only=True)``; a missing, truncated or corrupt file raises naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated: RuntimeError (zip), garbage: UnpicklingError, empty: EOFError
+        detail = (str(err).strip().splitlines() or [""])[0][:120]
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({type(err).__name__}{': ' if detail else ''}{detail})"
+        ) from err

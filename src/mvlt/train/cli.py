@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from ..data.catalogue import normalise_split
+from ..exits import ERRORS, INTERRUPTED, check_number, fail
 from .config import (
     DEVICES,
     INPUT_SCHEDULES,
@@ -29,10 +31,19 @@ from .config import (
     read_config_file,
 )
 
-EXIT_INTERRUPTED = {"SIGTERM": 143, "SIGINT": 130}
 SAFE_TO_CHANGE_ON_RESUME = {"out", "threads", "workers", "log_every", "checkpoint_every", "keep_checkpoints",
                             "progress", "tensorboard", "device"}  # fmt: skip
 """Keys that may differ from the saved run without changing what one step computes."""
+NUMBER_RULES = {
+    "image_size": "image_size", "batch_size": "count", "accumulation": "count", "steps": "count",
+    "epochs": "positive", "max_minutes": "positive", "lr": "positive", "base_lr": "positive",
+    "min_lr": "non_negative", "warmup_steps": "whole", "warmup_ratio": "fraction",
+    "weight_decay": "non_negative", "clip_grad_norm": "positive", "mask_ratio": "open_fraction",
+    "mask_unit": "count", "mlm_prob": "fraction", "itm_negative_prob": "fraction", "vocab_size": "count",
+    "max_text_len": "count", "threads": "count", "workers": "whole", "checkpoint_every": "count",
+    "keep_checkpoints": "count", "log_every": "count",
+}  # fmt: skip
+"""What each numeric flag must be (:data:`mvlt.exits.RULES`): ``--lr nan`` is refused naming the flag."""
 
 FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--model", "model", str, "NAME", "model variant (mvlt.list_models()); pre-training only"),
@@ -49,7 +60,7 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
         "max_minutes",
         float,
         "M",
-        "stop (with a checkpoint) after M minutes; --resume continues",
+        "stop (with a checkpoint) after M minutes of this invocation; --resume continues, with M again",
     ),
     ("--lr", "lr", float, "X", "peak learning rate (default: 2.5e-4 x batch / 512, released code)"),
     ("--base-lr", "base_lr", float, "X", "lr per 512 samples when --lr is not given"),
@@ -130,9 +141,11 @@ def _add_flags(parser: argparse.ArgumentParser, task: str) -> None:
         )
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="set any config key (YAML value); repeatable")  # fmt: skip
-    parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
-    )
+    parser.add_argument("--skip-bad-rows", dest="skip_bad_rows", action="store_const", const=True,
+                        default=None, help="leave out unusable rows (counted in train.log)")  # fmt: skip
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="STEP",
+                        help="continue the run in --out from its newest checkpoint that loads, or from "
+                        "STEP (e.g. step-0000002)")  # fmt: skip
     parser.add_argument(
         "--overwrite", action="store_true", help="delete an earlier run's checkpoints in --out"
     )
@@ -147,37 +160,30 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, task: str) -> int:
-    from .engine import NonFiniteLossError, RunExistsError, train
+    from .engine import train
 
     try:
         config = resolve_config(args, task)
         result = train(config, resume=args.resume, overwrite=args.overwrite)
-    except (ConfigError, RunExistsError) as err:
-        return _fail(task, err, 2)
-    except (NonFiniteLossError, FileNotFoundError, ValueError) as err:
-        return _fail(task, err, 1)
-    return EXIT_INTERRUPTED.get(result.interrupted or "", 0)
-
-
-def _fail(task: str, err: Exception, code: int) -> int:
-    rank = os.environ.get("RANK")
-    prefix = f"[rank {rank}] " if rank not in (None, "0") else ""
-    print(f"{prefix}mvlt {task}: error: {err}", file=sys.stderr)
-    return code
+    except ERRORS as err:
+        return fail(task, err)
+    return INTERRUPTED.get(result.interrupted or "", 0)
 
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Config keys given on the command line (flags and ``--set``), parsed to config types."""
     overrides: dict[str, Any] = {}
-    for _, key, *_ in FLAGS:
+    for flag, key, *_ in FLAGS:
         value = getattr(args, key, None)
         if value is not None:
+            if key in NUMBER_RULES:
+                check_number(flag, value, NUMBER_RULES[key])
             overrides[key] = value
-    for key in ("freeze_encoder", "progress", "tensorboard"):
+    for key in ("freeze_encoder", "progress", "tensorboard", "skip_bad_rows"):
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
-    if "split" in overrides and overrides["split"].lower() in ("all", "none"):
-        overrides["split"] = None
+    if "split" in overrides:
+        overrides["split"] = normalise_split(overrides["split"])
     if "objectives" in overrides:
         overrides["objectives"] = [s.strip() for s in overrides["objectives"].split(",") if s.strip()]
     if "loss_weights" in overrides:
@@ -230,8 +236,11 @@ def resolve_config(args: argparse.Namespace, task: str) -> TrainConfig:
 
 
 def _changed(before: TrainConfig, after: TrainConfig) -> str:
+    """Changed settings that alter what a step computes (the architecture is checked by the engine)."""
+    from .resume import ARCHITECTURE
+
     a, b = before.to_dict(), after.to_dict()
-    keys = [k for k in a if a[k] != b[k] and k not in SAFE_TO_CHANGE_ON_RESUME]
+    keys = [k for k in a if a[k] != b[k] and k not in SAFE_TO_CHANGE_ON_RESUME and k not in ARCHITECTURE]
     return ", ".join(f"{k}: {a[k]!r} -> {b[k]!r}" for k in keys)
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..exits import UsageError
 from ..model.config import OBJECTIVES
 
 TASKS = ("pretrain", "finetune")
@@ -40,7 +42,7 @@ FINETUNE_WEIGHTS = {"itc": 0.0, "mir": 0.0, "itm": 0.0, "mlm": 0.0, "category": 
 """Released code: the two recognition cross-entropies, weight 1 each, on clean inputs."""
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A configuration file or value that cannot be used; the message names the key and file."""
 
 
@@ -74,6 +76,10 @@ class TrainConfig:
     """Split the run trains on (``None``: every row)."""
     data_options: dict[str, Any] = field(default_factory=dict)
     """Extra options for ``open_catalogue`` (e.g. ``{num_products: 500}`` for synthetic)."""
+    skip_bad_rows: bool = False
+    """Leave out catalogue rows that cannot be used (missing or undecodable image, empty text, ...),
+    counted by reason in ``train.log``, instead of stopping. Every image is then decoded at open,
+    so no bad image can stop the run later."""
     tokenizer: str | None = None
     """``None``: the checkpoint's (``init``) or else BERT-base-uncased (released); a ``vocab.txt``
     or a saved tokenizer folder; or ``train`` to learn a WordPiece vocabulary on the training texts."""
@@ -102,7 +108,9 @@ class TrainConfig:
     partial batch is dropped). Released: 150. Default when neither is given: 1 epoch (ours)."""
     max_minutes: float | None = None
     """Wall-clock budget of one invocation: when it is spent, the run finishes its step, saves a
-    checkpoint and stops (exit 0, ``--resume`` continues). The schedule still spans ``steps``."""
+    checkpoint and stops (exit 0, ``--resume`` continues). The schedule still spans ``steps``.
+    Each invocation gets the whole budget, a resumed one too (ours: a job under a scheduler's time
+    limit resumes with the same flag and the same limit)."""
 
     # --------------------------------------------------------------------------- optimiser
     lr: float | None = None
@@ -247,6 +255,10 @@ class TrainConfig:
         def bad(name: str, why: str) -> ConfigError:
             return ConfigError(f"config {name}={getattr(self, name)!r}: {why}")
 
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad(f.name, "must be a finite number")
         choices = {"task": TASKS, "recipe": RECIPES, "precision": PRECISIONS, "device": DEVICES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -260,6 +272,8 @@ class TrainConfig:
             raise bad("steps", "must be at least 1")
         if self.epochs is not None and self.epochs <= 0:
             raise bad("epochs", "must be positive")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise bad("max_minutes", "must be positive")
         if self.batch_size % self.accumulation:
             raise bad("batch_size", f"must be divisible by accumulation={self.accumulation}")
         for name in ("lr", "min_lr", "base_lr", "weight_decay"):
@@ -270,6 +284,8 @@ class TrainConfig:
             raise bad("warmup_ratio", "must be in [0, 1]")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise bad("warmup_steps", "must not be negative")
+        if self.lr is not None and self.lr == 0:
+            raise bad("lr", "must be positive")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise bad("betas", "needs two values in [0, 1)")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:

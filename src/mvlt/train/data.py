@@ -59,6 +59,8 @@ def open_training_catalogue(
         options.setdefault("seed", config.seed)
     if label_maps is not None:
         options.setdefault("label_maps", label_maps)
+    if config.skip_bad_rows:
+        options.setdefault("skip_bad_rows", True)
     try:
         return open_catalogue(config.data, split=config.split, **options)
     except TypeError as err:  # an option the catalogue class does not take

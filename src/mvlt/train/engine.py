@@ -16,14 +16,12 @@ any accumulation give the same gradient up to float rounding.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
-import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,12 +31,13 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..data.audit import audit_lines
+from ..data.errors import DataError
 from ..data.labels import LabelMaps
 from ..data.tokenizer import Tokenizer
-from ..fileio import atomic_write_text
 from ..masking import IGNORE_INDEX
 from ..model.config import OBJECTIVES, LossWeights
-from ..model.io import load_state_checked, read_config
+from ..model.io import load_state_checked
 from ..model.mvlt import MVLT
 from ..model.registry import get_config
 from ..runtime import resolve_precision
@@ -56,7 +55,10 @@ from .distributed import (
     init_runtime,
 )
 from .optim import build_optimizer
+from .resume import RunExistsError, bad_row_message, prepare_out, restore
+from .runlog import RunLog, Window
 from .schedule import WarmupCosine, warmup_steps
+from .stop import TIME_BUDGET, StopFlag
 
 COUNTED_LOSSES = {"mlm": "mlm_labels", "category": "category_labels", "subcategory": "subcategory_labels"}
 """Losses that average over labelled positions only; normalised by the global-batch count."""
@@ -64,17 +66,11 @@ HEADS = {"itc": "itc_head", "mir": "decoder", "itm": "itm_head", "mlm": "mlm_hea
          "category": "category_head", "subcategory": "subcategory_head"}  # fmt: skip
 """The module each objective trains on top of the encoder; frozen when its objective is off."""
 ENCODER = ("text_embed", "stages")
-METRICS_NAME = "metrics.jsonl"
-CONFIG_NAME = "config.yaml"
-LOG_NAME = "train.log"
+__all__ = ["TIME_BUDGET", "NonFiniteLossError", "RunExistsError", "TrainResult", "train"]
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped before applying that update."""
-
-
-class RunExistsError(FileExistsError):
-    """The output directory already holds another run's checkpoints."""
 
 
 @dataclass
@@ -92,11 +88,12 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------------------- public API
-def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> TrainResult:
+def train(config: TrainConfig, *, resume: bool | str = False, overwrite: bool = False) -> TrainResult:
     """Run (or with ``resume``, continue) the training described by ``config``.
 
-    Works alone or under ``torchrun``. ``overwrite`` deletes an earlier run's checkpoints and logs
-    in ``config.out`` instead of refusing to start.
+    Works alone or under ``torchrun``. ``resume``: True for the newest checkpoint that loads, or a
+    step directory's name or step number (:mod:`.resume`). ``overwrite`` deletes an earlier run's
+    checkpoints and logs in ``config.out`` instead of refusing to start.
     """
     config = config.validate()
     if config.threads:
@@ -118,46 +115,18 @@ def finetune(config: TrainConfig, *, resume: bool = False, overwrite: bool = Fal
     return train(config.replace(task="finetune"), resume=resume, overwrite=overwrite).out
 
 
-# --------------------------------------------------------------------------------- signals
-TIME_BUDGET = "time budget"
-"""``TrainResult.interrupted`` when ``max_minutes`` ran out (not a signal: exit code 0)."""
-
-
-class _StopFlag:
-    """SIGTERM/SIGINT set a flag; the loop finishes its step, saves and exits. A second SIGINT
-    interrupts at once (the default behaviour)."""
-
-    def __init__(self) -> None:
-        self.signal: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signal = signal.Signals(signum).name
-        if signum == signal.SIGINT:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def __enter__(self) -> _StopFlag:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with suppress(ValueError):  # not the main thread: leave signals alone
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 # ---------------------------------------------------------------------------------- engine
 class Trainer:
     """One run: built by ``__init__`` (data, model, optimizer, resume state), driven by ``run``."""
 
     def __init__(
-        self, config: TrainConfig, runtime: Runtime, *, resume: bool = False, overwrite: bool = False
+        self, config: TrainConfig, runtime: Runtime, *, resume: bool | str = False, overwrite: bool = False
     ):
         self.config, self.runtime = config, runtime
         self.out = Path(config.out)
-        self._log_file: Any = None
-        self.resume_from = self._prepare_out(resume, overwrite)
+        self.log = RunLog(self.out, runtime.is_main)
+        self.resumed = prepare_out(config, runtime, resume, overwrite)
+        self.resume_from = self.resumed.state.path if self.resumed is not None else None
         self.precision = resolve_precision(config.precision, runtime.device)
         self.weights = config.resolved_loss_weights()
         self.loss_weights = LossWeights(**self.weights)
@@ -166,7 +135,9 @@ class Trainer:
         self.gather = FeatureGather(runtime)
         _seed_everything(config.seed)
 
-        self.model, self.catalogue, self.image_size = self._build_model_and_data()
+        self.model, self.catalogue, self.image_size = self._build_model_and_data(
+            self.resumed.model if self.resumed is not None else None
+        )
         self.dataset = build_dataset(
             config, self.catalogue, self.model.tokenizer, self.model.label_maps, self.image_size,
             self.weights, self.input_schedule,
@@ -208,45 +179,15 @@ class Trainer:
         self.sampler = ResumableSampler(self.dataset, world, runtime.rank, seed=config.seed)
         self.step = 0
         self.last_checkpoint: Path | None = None
-        if self.resume_from is not None:
-            self._restore(self.resume_from)
+        if self.resumed is not None:
+            self._restore()
 
     # -------------------------------------------------------------------------- set-up parts
-    def _prepare_out(self, resume: bool, overwrite: bool) -> Path | None:
-        """The checkpoint to resume from (None for a fresh run); refuse to mix two runs."""
-        existing = ckpt.latest_checkpoint(self.out)
-        if resume:
-            if existing is None:
-                raise FileNotFoundError(
-                    f"--resume: no checkpoint to resume under {self.out / ckpt.CHECKPOINTS} "
-                    "(run without --resume to start)"
-                )
-            return existing
-        if existing is not None:
-            if not overwrite:
-                raise RunExistsError(
-                    f"--out {self.out} already holds a run (latest checkpoint {existing.name}); pass "
-                    "--resume to continue it, --overwrite to start over, or choose another --out"
-                )
-            barrier(self.runtime)
-            if self.runtime.is_main:
-                import shutil
-
-                shutil.rmtree(self.out / ckpt.CHECKPOINTS, ignore_errors=True)
-                shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
-                for name in (METRICS_NAME, LOG_NAME):
-                    (self.out / name).unlink(missing_ok=True)
-            barrier(self.runtime)
-        return None
-
-    def _build_model_and_data(self) -> tuple[MVLT, Any, int]:
+    def _build_model_and_data(self, resumed: MVLT | None) -> tuple[MVLT, Any, int]:
         """Model (with ``tokenizer`` and ``label_maps`` attached), training catalogue, image size."""
         cfg = self.config
-        if self.resume_from is not None:  # everything comes from the checkpoint
-            model = MVLT(read_config(self.resume_from))
-            model.tokenizer = Tokenizer.load(self.resume_from)
-            labels = self.resume_from / "labels.json"
-            model.label_maps = LabelMaps.load(labels) if labels.is_file() else None
+        if resumed is not None:  # everything comes from the checkpoint
+            model = resumed
             image_size = cfg.image_size or model.config.image_size
             catalogue = open_training_catalogue(cfg, image_size)
             return model, catalogue, image_size
@@ -349,40 +290,29 @@ class Trainer:
         if self.runtime.distributed:
             torch.manual_seed(self.config.seed + self.runtime.rank)
 
-    def _restore(self, path: Path) -> None:
-        state = ckpt.load_checkpoint(path, self.model)
-        saved = state.state
-        for key, value in (
-            ("global_batch", self.config.batch_size),
-            ("steps_per_epoch", self.steps_per_epoch),
-        ):
-            if int(saved[key]) != int(value):
-                raise ValueError(
-                    f"--resume: {path} was trained with {key}={saved[key]}, this run has {value}; "
-                    "resume with the same batch size and training data"
-                )
-        self.optimizer.load_state_dict(state.optimizer["optimizer"])
-        if "scaler" in state.optimizer and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state.optimizer["scaler"])
-        rng = state.rng
-        if len(rng) == self.runtime.world_size:
-            ckpt.restore_rng(rng[self.runtime.rank])
-        else:  # a different number of processes: the data order is the same, dropout is not
-            ckpt.restore_rng(rng[0])
-            torch.manual_seed(self.config.seed + 7919 * (state.step + 1) + self.runtime.rank)
-        self.step = state.step
-        self.last_checkpoint = path
+    def _restore(self) -> None:
+        """Optimizer, scaler and RNG states of the checkpoint resumed from (its weights are loaded)."""
+        assert self.resumed is not None
+        state = self.resumed.state
+        expected = {"global_batch": self.config.batch_size, "steps_per_epoch": self.steps_per_epoch}
+        restore(state, self.optimizer, self.scaler, self.runtime, self.config.seed, expected)
+        self.step, self.last_checkpoint = state.step, state.path
+        state.optimizer, state.rng = {}, []  # free them: they now live in the optimizer and the RNGs
 
     # ------------------------------------------------------------------------------ the loop
     def run(self) -> TrainResult:
         cfg = self.config
         start_step, started = self.step, time.perf_counter()
         self._open_logs()
-        self.info(self._banner())
-        window, losses, interrupted = _Window(), {}, None
+        self.log.info(self._banner())
+        for line in self.resumed.notes if self.resumed is not None else ():  # checkpoints passed over
+            self.log.info(line)
+        for line in audit_lines(self.catalogue):  # already on stderr, logged when the catalogue opened
+            self.log.info(line, echo=False)
+        window, losses, interrupted = Window(), {}, None
         progress = self._progress_bar(start_step)
         try:
-            with _StopFlag() as stop:
+            with StopFlag() as stop:
                 for micro in self._remaining_steps():
                     t0 = time.perf_counter()
                     if cfg.max_minutes is not None and t0 - started >= 60 * cfg.max_minutes:
@@ -397,7 +327,7 @@ class Trainer:
                     if self.step % cfg.log_every == 0 or last or stop_now:
                         losses = {k: v for k, v in window.means().items() if k != "lr"}
                         self._log_metrics(window)
-                        window = _Window()
+                        window = Window()
                     if self.step % cfg.checkpoint_every == 0 or last or stop_now:
                         self._save(losses, time.perf_counter() - started)
                     if stop_now:
@@ -408,10 +338,30 @@ class Trainer:
             if progress is not None:
                 progress.close()
             return self._finish(start_step, started, losses, interrupted)
+        except DataError as err:  # an image that cannot be read: keep what the finished steps trained
+            raise self._stop_at_bad_row(err, window, losses, started) from None
+        except Exception as err:
+            self.log.info(f"mvlt {cfg.task}: error: {err}", echo=False)
+            raise
         finally:
             if progress is not None:
                 progress.close()
-            self._close_logs()
+            self.log.close()
+
+    def _stop_at_bad_row(
+        self, err: DataError, window: Window, losses: dict[str, float], started: float
+    ) -> DataError:
+        """Log and save the finished steps, as on SIGTERM (one process only: under DDP the other
+        ranks are not at a point where they could join the save), and name the row and the way on."""
+        saved = self.last_checkpoint == ckpt.step_dir(self.out, self.step)
+        if self.step and not saved and not self.runtime.distributed:
+            if window.steps:
+                losses = {k: v for k, v in window.means().items() if k != "lr"}
+                self._log_metrics(window)
+            self._save(losses, time.perf_counter() - started)
+        stopped = DataError(bad_row_message(err, self.config.task, self.out, self.last_checkpoint))
+        self.log.info(f"mvlt {self.config.task}: error: {stopped}", echo=False)
+        return stopped
 
     def _remaining_steps(self) -> Iterator[list[dict[str, Any]]]:
         """This rank's micro-batches for each remaining optimizer step, epoch after epoch, starting
@@ -445,7 +395,7 @@ class Trainer:
             return True
         return self.input_schedule == "alternate" and self.step % 2 == 1
 
-    def _train_step(self, micro: list[dict[str, Any]], stop: _StopFlag) -> tuple[dict[str, float], bool]:
+    def _train_step(self, micro: list[dict[str, Any]], stop: StopFlag) -> tuple[dict[str, float], bool]:
         """One optimizer step over ``micro`` (this rank's micro-batches). Returns the global-batch
         losses and whether every rank should stop after this step."""
         lr = self.schedule(self.step)
@@ -592,26 +542,10 @@ class Trainer:
 
     # ------------------------------------------------------------------------ logs and output
     def _open_logs(self) -> None:
-        self._writer = None
-        if not self.runtime.is_main:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        ckpt.remove_stale_temporaries(self.out)
-        atomic_write_text(self.out / CONFIG_NAME, self.resolved_config().to_yaml())
-        metrics = self.out / METRICS_NAME
-        if self.step and metrics.is_file():  # drop lines logged after the checkpoint we resume from
-            lines = metrics.read_text(encoding="utf-8").splitlines()
-            kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= self.step]
-            atomic_write_text(metrics, "".join(line + "\n" for line in kept))
-        elif not self.step:
-            metrics.unlink(missing_ok=True)
-        self._log_file = (self.out / LOG_NAME).open("a", encoding="utf-8")
-        if self.config.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(
-                str(self.out / "tensorboard"), purge_step=self.step + 1 if self.step else None
-            )
+        if self.runtime.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale_temporaries(self.out)
+        self.log.open(self.resolved_config().to_yaml(), self.step, self.config.tensorboard)
 
     def resolved_config(self) -> TrainConfig:
         """The config with the values this run derived filled in (image size, peak lr, input
@@ -622,25 +556,6 @@ class Trainer:
             input_schedule=self.input_schedule,
             loss_weights=dict(self.weights),
         )
-
-    def _close_logs(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def info(self, message: str) -> None:
-        """A line for the user (rank 0 only): stderr, without breaking the progress bar, and train.log."""
-        if not self.runtime.is_main:
-            return
-        from tqdm import tqdm
-
-        tqdm.write(message, file=sys.stderr)
-        if self._log_file is not None:
-            self._log_file.write(message + "\n")
-            self._log_file.flush()
 
     def _banner(self) -> str:
         cfg, rt, m = self.config, self.runtime, self.model
@@ -671,9 +586,7 @@ class Trainer:
                     dynamic_ncols=True, file=sys.stderr,
                     mininterval=0.5 if interactive else 30.0)  # fmt: skip
 
-    def _log_metrics(self, window: _Window) -> None:
-        if not self.runtime.is_main:
-            return
+    def _log_metrics(self, window: Window) -> None:
         means = window.means()
         record = {
             "step": self.step,
@@ -683,13 +596,7 @@ class Trainer:
             "samples_per_s": round(window.samples_per_second(), 3),
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        with (self.out / METRICS_NAME).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key not in ("step",):
-                    self._writer.add_scalar(key, value, self.step)
-            self._writer.flush()
+        self.log.metrics(record, self.step)
 
     def _finish(
         self, start: int, started: float, losses: dict[str, float], interrupted: str | None
@@ -700,9 +607,9 @@ class Trainer:
             checkpoint=self.last_checkpoint, interrupted=interrupted,
         )  # fmt: skip
         if self.runtime.is_main:
-            print(
-                summary_line(result, self.config.task, self.step - start, self.config.batch_size), flush=True
-            )
+            line = summary_line(result, self.config.task, self.step - start, self.config.batch_size)
+            print(line, flush=True)
+            self.log.info(line, echo=False)
         return result
 
 
@@ -717,32 +624,6 @@ def summary_line(result: TrainResult, task: str, steps_run: int, batch: int) -> 
         f"mvlt {task} {state} {result.steps}/{result.total_steps} steps in {result.seconds:.1f} s "
         f"({rate:.1f} samples/s) | {loss} | model: {result.out} | checkpoint: {result.checkpoint}{resume}"
     )
-
-
-class _Window:
-    """Running sums of the step metrics between two log lines."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.steps, self.samples, self.seconds = 0, 0, 0.0
-
-    def add(self, metrics: Mapping[str, float], samples: int, seconds: float) -> None:
-        for key, value in metrics.items():
-            self.sums[key] = self.sums.get(key, 0.0) + value
-        self.steps += 1
-        self.samples += samples
-        self.seconds += seconds
-
-    def means(self) -> dict[str, float]:
-        return {k: v / self.steps for k, v in self.sums.items()} if self.steps else {}
-
-    def samples_per_second(self) -> float:
-        return self.samples / self.seconds if self.seconds else 0.0
-
-    def postfix(self, lr: float) -> str:
-        means = self.means()
-        parts = " ".join(f"{k} {means[k]:.3f}" for k in (*OBJECTIVES, "total") if k in means)
-        return f"{parts} lr {lr:.2e} {self.samples_per_second():.1f} samples/s"
 
 
 def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, torch.Tensor]:

@@ -1,0 +1,63 @@
+"""How every ``mvlt`` command ends: one exit-code convention, one error line, flag-value checks.
+
+- ``0``: done (also when ``--max-minutes`` ran out: the run saved a checkpoint and can resume);
+- ``1``: the command line is fine but what it points at is not: a missing or bad file, catalogue
+  row, image or checkpoint, or a run that failed (a non-finite loss);
+- ``2``: the command line is wrong: an unknown flag or a value of the wrong type (argparse), a value
+  out of range, settings that contradict each other or the state of ``--out`` (a :class:`UsageError`);
+- ``130`` / ``143``: stopped by SIGINT / SIGTERM after saving a checkpoint; ``--resume`` continues.
+
+Every error is one line on stderr, ``mvlt COMMAND: error: ...``, naming the file, row or flag.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+OK, FAILED, USAGE = 0, 1, 2
+INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
+
+ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
+"""What a command turns into an error line (``DataError``, ``ConfigError`` and ``CheckpointError``
+are ``ValueError``; a non-finite loss is a ``RuntimeError``); anything else is a bug and keeps its
+traceback."""
+
+
+class UsageError(ValueError):
+    """The command line is wrong (a flag value, conflicting settings, the state of ``--out``): exit 2."""
+
+
+def exit_code(err: BaseException) -> int:
+    return USAGE if isinstance(err, UsageError) else FAILED
+
+
+def fail(command: str, err: BaseException) -> int:
+    """Print ``mvlt COMMAND: error: ...`` (prefixed by the rank under torchrun) and return its code."""
+    rank = os.environ.get("RANK")
+    prefix = f"[rank {rank}] " if rank not in (None, "0") else ""
+    print(f"{prefix}mvlt {command}: error: {err}", file=sys.stderr)
+    return exit_code(err)
+
+
+# ------------------------------------------------------------------------------------ flag values
+RULES = {
+    "positive": (lambda v: v > 0, "a positive finite number"),
+    "non_negative": (lambda v: v >= 0, "a finite number >= 0"),
+    "fraction": (lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    "open_fraction": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "count": (lambda v: v >= 1, "a whole number >= 1"),
+    "whole": (lambda v: v >= 0, "a whole number >= 0"),
+    "image_size": (lambda v: v >= 32 and v % 32 == 0, "a positive multiple of 32"),
+}
+"""Named checks of numeric flags; each needs a finite value (argparse's ``float`` accepts ``nan``)."""
+
+
+def check_number(flag: str, value: float | None, rule: str) -> None:
+    """Raise ``UsageError("--lr nan: must be a positive finite number")`` when ``value`` breaks ``rule``."""
+    if value is None:
+        return
+    test, words = RULES[rule]
+    if not (math.isfinite(value) and test(value)):
+        raise UsageError(f"{flag} {value:g}: must be {words}")
