@@ -19,14 +19,18 @@ import sys
 OK, FAILED, USAGE = 0, 1, 2
 INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
 
-ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError)
-"""What a command turns into an error line (``DataError``, ``ConfigError`` and ``CheckpointError``
-are ``ValueError``; a non-finite loss is a ``RuntimeError``); anything else is a bug and keeps its
-traceback."""
-
 
 class UsageError(ValueError):
     """The command line is wrong (a flag value, conflicting settings, the state of ``--out``): exit 2."""
+
+
+class RunFailed(RuntimeError):
+    """A run that stopped on its own (e.g. a non-finite loss): exit 1, with the reason."""
+
+
+ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RunFailed)
+"""What a command turns into an error line (``DataError``, ``ConfigError`` and ``CheckpointError``
+are ``ValueError``s); anything else is a bug and keeps its traceback."""
 
 
 def exit_code(err: BaseException) -> int:

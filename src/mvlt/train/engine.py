@@ -35,6 +35,7 @@ from ..data.audit import audit_lines
 from ..data.errors import DataError
 from ..data.labels import LabelMaps
 from ..data.tokenizer import Tokenizer
+from ..exits import RunFailed
 from ..masking import IGNORE_INDEX
 from ..model.config import OBJECTIVES, LossWeights
 from ..model.io import load_state_checked
@@ -69,7 +70,7 @@ ENCODER = ("text_embed", "stages")
 __all__ = ["TIME_BUDGET", "NonFiniteLossError", "RunExistsError", "TrainResult", "train"]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunFailed):
     """The loss became NaN or infinite; the run stopped before applying that update."""
 
 
