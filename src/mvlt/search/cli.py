@@ -34,8 +34,8 @@ def _execution(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
-        default="auto",
-        help="auto: bf16 on CUDA and on CPUs with native bf16, else fp32",
+        default=None,
+        help="default fp32 on CPU (bf16 CPU kernels are rebuilt for every text length), auto on CUDA",
     )
     p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
 
