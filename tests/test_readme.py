@@ -32,6 +32,9 @@ SHRINK: dict[str, list[str]] = {
                  *NO_BARS, *FAST],
     "demo": ["--minutes", "0.01", "--queries", "3", "--batch-size", "4", "--image-size", "64",
              "--products", "80", "--workers", "0", *FAST],
+    "index": ["--limit", "40", *NO_BARS, *FAST],
+    "search": [*FAST],
+    "serve": [*FAST],  # on a free port: see serve_briefly
 }  # fmt: skip
 RESUME = [*NO_BARS, *FAST]
 
@@ -64,6 +67,38 @@ def run(cmd: list[str], cwd: Path) -> None:
     )
 
 
+def serve_briefly(cmd: list[str], cwd: Path) -> None:
+    """Start ``mvlt serve`` on a free port, wait for /healthz, run one search, stop it."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([*cmd, "--port", str(port)], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, f"{shlex.join(cmd)} exited:\n{server.stdout.read()[-3000:]}"
+            assert time.monotonic() < deadline, f"{shlex.join(cmd)} did not answer /healthz"
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=5) as r:
+                    assert json.load(r)["status"] == "ok"
+                break
+            except OSError:
+                time.sleep(0.5)
+        with urllib.request.urlopen(url + "/search?q=black+coat&k=3", timeout=120) as r:
+            assert len(json.load(r)["results"]) == 3
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 @pytest.mark.slow
 def test_every_readme_command_runs(tmp_path: Path) -> None:
     _require(HM_DIR / "metadata.csv")
@@ -87,6 +122,8 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
                         "2",
                     ]
                     run([*launcher, "-m", "mvlt.cli", *mvlt_args(["mvlt", *argv[at + 2 :]])], work)
+                elif argv[:2] == ["mvlt", "serve"]:
+                    serve_briefly([sys.executable, "-m", "mvlt.cli", *mvlt_args(argv)], work)
                 else:
                     run([sys.executable, "-m", "mvlt.cli", *mvlt_args(argv)], work)
                 ran.append(" ".join(argv[:3]))
@@ -98,6 +135,7 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
     assert (work / "runs" / "demo" / "report.html").is_file()
     assert (work / "runs" / "hm-eval" / "metrics.json").is_file()
     assert "python example" in ran and any(r.startswith("torchrun") for r in ran)
+    assert (work / "runs" / "hm-index" / "index.json").is_file() and "mvlt serve --index" in ran
 
 
 def test_make_targets_install_then_run() -> None:

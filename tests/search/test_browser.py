@@ -9,8 +9,6 @@ skips with how to install it; under ``CI=true`` it fails, so CI cannot pass by t
 from __future__ import annotations
 
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,30 +32,14 @@ def _require(ok: bool, message: str) -> None:
     pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(index: CatalogueIndex) -> Iterator[str]:
     """The app under uvicorn on a free localhost port, in a background thread."""
-    uvicorn = pytest.importorskip("uvicorn")
-    from mvlt.search.serve import create_app
+    pytest.importorskip("uvicorn")
+    from mvlt.search.serve import background_server, create_app
 
-    port = free_port()
-    config = uvicorn.Config(create_app(index, default_rerank=8), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with background_server(create_app(index, default_rerank=8)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +48,9 @@ def browser() -> Iterator[object]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _require(False, "playwright is not installed: pip install playwright (no `playwright install` needed)")
+        _require(
+            False, "playwright is not installed: pip install playwright (no `playwright install` needed)"
+        )
         raise
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)

@@ -69,8 +69,10 @@ def _product(catalogue: Path, row: int) -> str:
     )
 
 
-def error_of(argv: list[str], capsys) -> str:
-    assert main(argv) == 2
+def error_of(argv: list[str], capsys, code: int) -> str:
+    """The one error line of a failing command, checking its exit code (mvlt.exits: 1 = what the
+    command points at is bad, 2 = the command line itself is)."""
+    assert main(argv) == code
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     return err
@@ -79,39 +81,33 @@ def error_of(argv: list[str], capsys) -> str:
 def test_errors_are_one_line_and_name_the_argument(
     checkpoint: Path, catalogue: Path, index_dir: Path, tmp_path: Path, capsys
 ) -> None:
-    index = ["--index", str(index_dir)]
-    assert "--checkpoint" in error_of(
-        [
-            "index",
-            "--checkpoint",
-            str(tmp_path / "x"),
-            "--data",
-            str(catalogue),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capsys,
-    )
-    err = error_of(
-        ["index", "--checkpoint", str(checkpoint), "--data", str(tmp_path / "no.csv"), "--out", "o"], capsys
-    )
-    assert err.startswith("mvlt index: error: --data") and "no.csv" in err
-    assert "--index" in error_of(["search", "--index", str(tmp_path / "none"), "coat"], capsys)
-    assert "not both" in error_of(["search", *index], capsys)
-    assert "not both" in error_of(["search", *index, "coat", "--image", str(tmp_path / "a.png")], capsys)
-    assert "--image" in error_of(["search", *index, "--image", str(tmp_path / "a.png")], capsys)
-    (tmp_path / "bad.png").write_bytes(b"not a picture")
-    assert "bad.png" in error_of(["search", *index, "--image", str(tmp_path / "bad.png")], capsys)
-    assert "rerank scores" in error_of(["search", *index, "coat", "--over", "texts", "--rerank", "3"], capsys)
+    ckpt, data, out = str(checkpoint), str(catalogue), str(tmp_path / "out")
+    index = ["search", "--index", str(index_dir)]
+    bad_photo = tmp_path / "bad.png"
+    bad_photo.write_bytes(b"not a picture")
     other = write_checkpoint(tmp_path / "other", seed=3)
-    err = error_of(["search", *index, "coat", "--checkpoint", str(other)], capsys)
-    assert "built by another checkpoint" in err and str(other) in err
-    shop = write_catalogue(tmp_path / "elsewhere", products=4)
-    err = error_of(
-        ["index", "--add", "--checkpoint", str(checkpoint), "--data", str(shop), "--out", str(index_dir)],
-        capsys,
-    )
-    assert "cannot add" in err and str(shop.parent) in err
+    elsewhere = write_catalogue(tmp_path / "elsewhere", products=4)
+    cases = [
+        (["index", "--checkpoint", str(tmp_path / "x"), "--data", data, "--out", out], 1, "--checkpoint"),
+        (["index", "--data", data, "--out", out], 2, "--checkpoint is required"),
+        (["index", "--checkpoint", ckpt, "--data", str(tmp_path / "no.csv"), "--out", out], 1, "--data"),
+        (["search", "--index", str(tmp_path / "none"), "coat"], 1, "--index"),
+        ([*index], 2, "not both"),
+        ([*index, "coat", "--image", str(bad_photo)], 2, "not both"),
+        ([*index, "--image", str(tmp_path / "a.png")], 1, "--image"),
+        ([*index, "--image", str(bad_photo)], 1, "bad.png"),
+        ([*index, "coat", "--over", "texts", "--rerank", "3"], 2, "rerank scores"),
+        (
+            [*index, "coat", "--checkpoint", str(other)],
+            1,
+            f"built by another checkpoint: {checkpoint.resolve()}",
+        ),
+        (["index", "--add", "--data", str(elsewhere), "--out", str(index_dir)], 2, str(elsewhere.parent)),
+    ]
+    for argv, code, fragment in cases:
+        err = error_of(argv, capsys, code)
+        assert err.startswith(f"mvlt {argv[0]}: error: ") and fragment in err, (argv, err)
+    assert not (tmp_path / "out").exists()
 
 
 def test_python_m_mvlt_lists_the_search_commands() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..exits import ERRORS, UsageError, fail
 from .backends import BACKENDS
 
 OVER_CHOICES = ("images", "texts")
@@ -119,18 +120,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_serve)
 
 
-def _fail(command: str, err: BaseException) -> int:
-    print(f"mvlt {command}: error: {err}", file=sys.stderr)
-    return 2
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    from ..data.errors import DataError
-    from ..data.images import ImageLoadError
-
-    return (ValueError, FileNotFoundError, ImportError, DataError, ImageLoadError)
-
-
 def _threads(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,7 +145,7 @@ def run_index(args: argparse.Namespace) -> int:
             )
         else:
             if args.checkpoint is None:
-                raise ValueError(
+                raise UsageError(
                     "--checkpoint is required to build an index (only --add reads it from --out)"
                 )
             index = CatalogueIndex.build(
@@ -173,8 +162,8 @@ def run_index(args: argparse.Namespace) -> int:
                 skip_bad_rows=args.skip_bad_rows,
             )
             added = len(index)
-    except _errors() as err:
-        return _fail("index", err)
+    except ERRORS as err:
+        return fail("index", err)
     build = index.manifest["builds"][-1]
     rate = build["products_per_s"]
     print(
@@ -191,7 +180,7 @@ def run_search(args: argparse.Namespace) -> int:
     _threads(args)
     try:
         if (args.query is None) == (args.image is None):
-            raise ValueError('give a query text ("black wool coat") or --image PHOTO, not both')
+            raise UsageError('give a query text ("black wool coat") or --image PHOTO, not both')
         if args.image is not None and not args.image.is_file():
             raise FileNotFoundError(f"--image {args.image}: file not found")
         index = CatalogueIndex.load(
@@ -202,8 +191,8 @@ def run_search(args: argparse.Namespace) -> int:
             precision=args.precision,
         )
         hits = index.search(args.query, args.image, k=args.k, rerank=args.rerank, over=args.over)
-    except _errors() as err:
-        return _fail("search", err)
+    except ERRORS as err:
+        return fail("search", err)
     if args.json:
         payload = {
             "query": args.query,
@@ -228,7 +217,7 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         from .serve import Limits, create_app, run_server
     except ImportError as err:
-        return _fail("serve", ImportError(f"{err}: the server needs pip install 'mvlt[search]'"))
+        return fail("serve", ImportError(f"{err}: the server needs pip install 'mvlt[search]'"))
     from .index import CatalogueIndex
 
     try:
@@ -243,7 +232,7 @@ def run_serve(args: argparse.Namespace) -> int:
             max_concurrent=args.max_concurrent, max_upload_bytes=int(args.max_upload_mb * (1 << 20))
         )
         app = create_app(index, limits=limits, default_rerank=args.rerank)
-    except _errors() as err:
-        return _fail("serve", err)
+    except ERRORS as err:
+        return fail("serve", err)
     run_server(app, args.host, args.port)
     return 0

@@ -33,6 +33,7 @@ from ..data.catalogue import Catalogue, open_catalogue
 from ..data.images import ImageLoadError, load_image, prepare_image
 from ..eval.context import EvalContext
 from ..eval.retrieval import model_embedder, model_scorer, product_rows, reranked_scores
+from ..exits import UsageError
 from ..fileio import atomic_directory
 from ..runtime import resolve_device, resolve_precision
 from . import store
@@ -49,8 +50,8 @@ class IndexMismatchError(IndexFileError):
     """The index was built by another checkpoint: its embeddings do not fit this model."""
 
 
-class QueryError(ValueError):
-    """A query the index cannot answer (no text or photo, both, a bad ``k``...)."""
+class QueryError(UsageError):
+    """A query the index cannot answer (no text or photo, both, a bad ``k``...): the asker's error."""
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ class CatalogueIndex:
         """
         checkpoint, out = Path(checkpoint), Path(out)
         if limit is not None and limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {limit}")
+            raise UsageError(f"--limit must be >= 1, got {limit}")
         dev = resolve_device(device)
         chosen = search_precision(precision, dev)
         model = _load_model(checkpoint, dev)
@@ -279,11 +280,11 @@ class CatalogueIndex:
         root = getattr(catalogue, "root", None)
         if not fresh and own_images != (root is None):
             kind = "writes its product images itself" if own_images else f"reads images from {root_text}"
-            raise ValueError(
+            raise UsageError(
                 f"cannot add {catalogue.source} to {self.path}: the index {kind}; build a new index"
             )
         if not fresh and root is not None and Path(os.path.abspath(root)) != Path(root_text):
-            raise ValueError(
+            raise UsageError(
                 f"cannot add {catalogue.source} to {self.path}: its images are in {root}, the index's "
                 f"in {root_text}; put the new manifest in that folder or build a new index"
             )
