@@ -182,7 +182,8 @@ def test_add_embeds_only_new_products(
     again = CatalogueIndex.load(out, precision="fp32")
     assert len(again) == len(reopened) and [b["added"] for b in again.manifest["builds"]] == [10, 26]
     assert again.search(image=again.image_path(30), k=1, over="images")[0].row == 30
-    assert again.add(shop) == 0
+    before = (out / "index.json").stat().st_mtime_ns
+    assert again.add(shop) == 0 and (out / "index.json").stat().st_mtime_ns == before
 
 
 def test_a_catalogue_without_image_files_keeps_its_images_in_the_index(

@@ -291,6 +291,8 @@ class CatalogueIndex:
         known = {p.product_id for p in self.products}
         rows = [r for pid, r in product_rows(catalogue.product_ids).items() if pid not in known]
         rows = rows[:limit] if limit is not None else rows
+        if not rows and not fresh:
+            return self  # nothing new: the index stays as it is
         ctx = _context(self.model, catalogue, self.device, self.precision, self.manifest["embedding"], 0)
         embed = model_embedder(self.model, ctx, ctx.batch_size, ctx.autocast)
         start = time.perf_counter()
@@ -323,6 +325,7 @@ class CatalogueIndex:
                 "added": len(rows),
                 "source": str(catalogue.source),
                 "split": catalogue.split,
+                "precision": self.precision,
                 "seconds": round(seconds, 3),
                 "products_per_s": round(len(rows) / seconds, 2) if seconds > 0 else None,
                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
