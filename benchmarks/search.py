@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if not args.checkpoint.is_dir():
         raise SystemExit(f"--checkpoint {args.checkpoint}: not a checkpoint directory")
-    if not Path(args.data).exists():
+    if args.data != "synthetic" and not Path(args.data).exists():
         raise SystemExit(f"--data {args.data}: not found (set MVLT_SHARED or pass --data)")
     result: dict = {"machine": machine(), "checkpoint": str(args.checkpoint), "quick": args.quick}
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
