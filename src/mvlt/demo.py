@@ -29,7 +29,7 @@ from .exits import ERRORS, UsageError, check_number, fail
 from .fileio import atomic_write_text
 
 PLAN_NAME = "demo.json"
-DEFAULT_MINUTES = 7.5
+DEFAULT_MINUTES = 6.5
 """Training minutes by default: with evaluation the demo ends within 10 minutes on 2 cores."""
 FINETUNE_SHARE = 0.25
 """Share of the training budget spent fine-tuning (recognition heads, with ITC and ITM kept on)."""
@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--minutes",
         type=float,
         default=None,
-        help="training minutes, pre-training + fine-tuning (default 7.5)",
+        help="training minutes, pre-training + fine-tuning (default 6.5)",
     )
     p.add_argument("--model", default="mvlt_nano", help="model variant (default mvlt_nano)")
     p.add_argument("--image-size", type=int, default=None, help="px (default 64 synthetic, 96 real photos)")
