@@ -15,6 +15,22 @@ def _up2(x: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=align_corners)
 
 
+class GroupNorm(nn.GroupNorm):
+    """``nn.GroupNorm`` that normalises in fp32 when the input arrives in bf16 on a CPU.
+
+    The encoder hands the decoder channels-last maps (views of its tokens), and PyTorch's bf16
+    GroupNorm backward on channels-last input is ~3x slower than fp32's; the two casts cost less
+    (measured: U-Net decoder forward + backward 423 -> 326 ms under bf16 autocast, batch 8, 256 px,
+    1 thread of an AVX-512 BF16 EPYC). The output keeps the input's dtype.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 or x.device.type != "cpu":
+            return super().forward(x)
+        with torch.autocast("cpu", enabled=False):
+            return super().forward(x.float()).to(x.dtype)
+
+
 class ConvGNAct(nn.Sequential):
     """3x3 conv + GroupNorm + GELU. GroupNorm keeps the decoder independent of the batch split,
     so multi-process training matches single-process training."""
@@ -22,7 +38,7 @@ class ConvGNAct(nn.Sequential):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__(
             nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            nn.GroupNorm(min(8, cout), cout),
+            GroupNorm(min(8, cout), cout),
             nn.GELU(),
         )
 
