@@ -39,6 +39,17 @@ def bert_vocab() -> Path:
     return _require(BERT_VOCAB)
 
 
+@pytest.fixture(scope="session")
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mvlt-cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Measured ``--precision auto`` choices go to a folder of the test session, never the user's."""
+    monkeypatch.setenv("MVLT_CACHE_DIR", str(_cache_dir))
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     """Tests run on 2 cores; keep torch from oversubscribing them."""

@@ -8,6 +8,8 @@ thousand distinct images and texts, so each image is decoded and prepared once (
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -18,6 +20,7 @@ import torch
 
 from ..data.batches import pad_sequences
 from ..data.images import prepare_image
+from ..runtime import Precision, Workload
 
 log = logging.getLogger("mvlt.eval")
 
@@ -52,6 +55,30 @@ class EvalContext:
         if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def scoring_workload(self, scorers: Sequence[str]) -> Workload:
+        """What ``--precision auto`` times on a CPU with native bf16: a batch of the first rows
+        through the passes the retrieval ``scorers`` make (ITM on pairs, ITC embeddings), which
+        take most of an evaluation's time."""
+        rows = list(range(min(self.batch_size, len(self.catalogue))))
+        itc = any(s != "itm" for s in scorers)
+
+        def run(precision: Precision) -> None:
+            images, ids, mask = self.batch(rows, rows)
+            with torch.inference_mode(), precision.autocast():
+                self.model.match_score(images, ids, mask)
+                if itc:
+                    self.model.encode_images(images)
+                    self.model.encode_texts(ids, mask)
+
+        config = json.dumps(self.model.config.to_dict(), sort_keys=True, default=str)
+        shape = {
+            "model": hashlib.sha256(config.encode()).hexdigest()[:12],
+            "image_size": self.image_size,
+            "batch": len(rows),
+            "scorers": ",".join(scorers),
+        }
+        return Workload("evaluation", shape, run)
 
     # ---------------------------------------------------------------------------------- inputs
     def pixels(self, row: int) -> torch.Tensor:

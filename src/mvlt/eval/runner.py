@@ -25,7 +25,7 @@ from ..data.audit import audit
 from ..exits import UsageError
 from ..fileio import atomic_write_text
 from ..masking import IMAGE_MASK_STRATEGIES
-from ..runtime import resolve_device, resolve_precision
+from ..runtime import Precision, resolve_device, resolve_precision
 from . import names
 from .context import EvalContext
 from .generation import GenerationOutcome, run_generation
@@ -194,9 +194,6 @@ def evaluate(
         raise ValueError("the checkpoint has no tokenizer (tokenizer_config.json); pass one (--vocab FILE)")
     scorers = resolve_scorers(options.score, getattr(model, "itc_head", None) is not None)
     device = resolve_device(options.device)
-    choice = resolve_precision(options.precision, device)
-    precision = choice.name
-    log.info("evaluating on %s in %s (%s)", device, precision, choice.reason)
     image_size = options.image_size or model.config.image_size
     if image_size % model.config.stride:
         raise ValueError(
@@ -206,10 +203,13 @@ def evaluate(
     if options.batch_size is None:
         options = dataclasses.replace(options, batch_size=128 if device.type == "cuda" else 8)
     ctx = EvalContext(
-        model, catalogue, tokenizer, device, precision, image_size, options.resize, options.batch_size,
+        model, catalogue, tokenizer, device, "fp32", image_size, options.resize, options.batch_size,
         options.cache_mb << 20, options.progress,
     )  # fmt: skip
-    protocol = _protocol(model, catalogue, asked, options, device, precision, image_size, scorers)
+    choice = resolve_precision(options.precision, device, workload=ctx.scoring_workload(scorers))
+    ctx.precision = choice.name
+    log.info("evaluating on %s in %s (%s)", device, choice.name, choice.reason)
+    protocol = _protocol(model, catalogue, asked, options, device, choice, image_size, scorers)
     run = EvalRun(model, catalogue, options, protocol, scorers=scorers)
     with torch.inference_mode():
         for task in asked:
@@ -288,7 +288,7 @@ class _Tasks:
 
 def _protocol(
     model: Any, catalogue: Any, tasks: Sequence[str], options: EvalOptions, device: torch.device,
-    precision: str, image_size: int, scorers: Sequence[str],
+    precision: Precision, image_size: int, scorers: Sequence[str],
 ) -> dict[str, Any]:  # fmt: skip
     from .. import __version__
 
@@ -300,8 +300,9 @@ def _protocol(
         "items": len(catalogue),
         "tasks": list(tasks),
         "device": str(device),
-        "precision": precision,
+        "precision": precision.name,
         "precision_requested": options.precision,
+        "precision_reason": precision.reason,
         "image_size": image_size,
         "resize": options.resize,
         "batch_size": options.batch_size,
@@ -467,4 +468,6 @@ def format_table(metrics: dict[str, Any]) -> str:
                 for stat in ("psnr", "ssim")
             )
             lines.append(f"  {s:12} {psnr:6.2f} / {ssim:.4f} | {psnr_m:6.2f} / {ssim_m:.4f}")
+    if "precision" in prot:
+        lines.append(f"arithmetic: {prot['precision']} ({prot.get('precision_reason', 'requested')})")
     return "\n".join(lines)

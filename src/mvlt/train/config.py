@@ -163,9 +163,10 @@ class TrainConfig:
 
     # ------------------------------------------------------------------------ runtime
     precision: str = "auto"
-    """``auto``: bf16 autocast on CUDA with bf16 and on CPUs with native bf16 (AVX512-BF16/AMX),
-    else fp32 — on other CPUs bf16 matmuls are ~10× slower than fp32 (measured). ``fp16``: CUDA
-    autocast + gradient scaler (released used fp16)."""
+    """``auto``: bf16 autocast on CUDA with bf16; on a CPU with native bf16 (AVX512-BF16/AMX) the
+    faster of fp32 and bf16 for this run's training step, timed once and cached per machine
+    (``mvlt.runtime``); fp32 on other CPUs, where bf16 matmuls are ~10× slower (measured).
+    ``fp16``: CUDA autocast + gradient scaler (released used fp16)."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
     seed: int = 0

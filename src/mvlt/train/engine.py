@@ -41,8 +41,9 @@ from ..model.config import OBJECTIVES, LossWeights
 from ..model.io import load_state_checked
 from ..model.mvlt import MVLT
 from ..model.registry import get_config
-from ..runtime import resolve_precision
+from ..runtime import Precision, resolve_precision
 from . import checkpoint as ckpt
+from .calibrate import training_workload
 from .config import TrainConfig
 from .data import ResumableSampler, build_dataset, epoch_loader, open_training_catalogue, resolve_tokenizer
 from .distributed import (
@@ -128,7 +129,6 @@ class Trainer:
         self.log = RunLog(self.out, runtime.is_main)
         self.resumed = prepare_out(config, runtime, resume, overwrite)
         self.resume_from = self.resumed.state.path if self.resumed is not None else None
-        self.precision = resolve_precision(config.precision, runtime.device)
         self.weights = config.resolved_loss_weights()
         self.loss_weights = LossWeights(**self.weights)
         self.input_schedule = config.resolved_input_schedule()
@@ -176,9 +176,10 @@ class Trainer:
             floor=min(config.min_lr, peak),
         )
         self.optimizer = build_optimizer(self.model, peak, config.weight_decay, config.betas, config.eps)
+        self.step = 0
+        self.precision = self._choose_precision()
         self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=self.precision.needs_scaler)
         self.sampler = ResumableSampler(self.dataset, world, runtime.rank, seed=config.seed)
-        self.step = 0
         self.last_checkpoint: Path | None = None
         if self.resumed is not None:
             self._restore()
@@ -285,6 +286,21 @@ class Trainer:
             raise ValueError(
                 "nothing to train: every parameter is frozen by the objectives and --freeze-encoder"
             )
+
+    def _choose_precision(self) -> Precision:
+        """``--precision``; ``auto`` on a CPU with native bf16 times one micro-batch in fp32 and
+        bf16 (rank 0, or the cache) and every rank takes the faster."""
+        choice = None
+        if self.runtime.is_main:
+            forward = {
+                "weights": self.loss_weights, "use_masked_images": self._uses_masked_images(),
+                "itm_negatives": "itc" if self.itm_negatives == "itc" else "data",
+            }  # fmt: skip
+            workload = training_workload(
+                self.model, self.dataset, self.micro_batch, self.runtime.device, self.weights, forward
+            )
+            choice = resolve_precision(self.config.precision, self.runtime.device, workload=workload)
+        return broadcast_object(choice, self.runtime)
 
     def _torch_seed_per_rank(self) -> None:
         """Same initial weights everywhere (seeded above); then distinct dropout streams per rank."""
