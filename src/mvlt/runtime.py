@@ -225,10 +225,10 @@ def measured_precision(workload: Workload, device_type: str, cpuinfo: Path = CPU
     )
     if speedup >= BF16_MIN_SPEEDUP:
         return Precision(
-            "bf16", f"auto: bf16 measured {speedup:.2f}x as fast as fp32 ({timing}; {where})", device_type
+            "bf16", f"auto: bf16 measured {speedup:.2f}x as fast as fp32; {timing}; {where}", device_type
         )
     reason = f"auto: bf16 measured {speedup:.2f}x as fast as fp32, under the {BF16_MIN_SPEEDUP}x it needs"
-    return Precision("fp32", f"{reason} ({timing}; {where})", device_type)
+    return Precision("fp32", f"{reason}; {timing}; {where}", device_type)
 
 
 def _is_measurement(entry: object) -> bool:

@@ -79,7 +79,7 @@ def test_auto_reports_its_measured_choice(tmp_path: Path, tokenizer_dir: Path, m
     auto = train(tiny_config(tmp_path / "auto", tokenizer_dir, steps=2, batch_size=4, precision="auto"))
     banner = (tmp_path / "auto" / "train.log").read_text()
     assert "precision fp32 (auto: bf16 measured 0.95x as fast as fp32, under the 1.1x it needs" in banner
-    assert "training pass 1 s in fp32, 1.05 s in bf16; measured now, cached in" in banner
+    assert "it needs; training pass 1 s in fp32, 1.05 s in bf16; measured now, cached in" in banner
     assert passes == ["fp32", "bf16"]
     train(tiny_config(tmp_path / "again", tokenizer_dir, steps=1, batch_size=4, precision="auto"))
     assert "cached in" in (tmp_path / "again" / "train.log").read_text() and len(passes) == 2
