@@ -12,6 +12,7 @@ Every error is one line on stderr, ``mvlt COMMAND: error: ...``, naming the file
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
@@ -46,6 +47,22 @@ def fail(command: str, err: BaseException) -> int:
 
 
 # ------------------------------------------------------------------------------------ flag values
+def count_arg(text: str) -> int:
+    """argparse ``type`` for a whole number >= 1 (argparse turns the error into exit 2)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def whole_arg(text: str) -> int:
+    """argparse ``type`` for a whole number >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 RULES = {
     "positive": (lambda v: v > 0, "a positive finite number"),
     "non_negative": (lambda v: v >= 0, "a finite number >= 0"),

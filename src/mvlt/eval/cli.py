@@ -9,19 +9,12 @@ from pathlib import Path
 
 import torch
 
-from ..exits import ERRORS, fail
+from ..exits import ERRORS, count_arg, fail
 from ..masking import IMAGE_MASK_STRATEGIES
 from .context import PRECISIONS
 from .retrieval import SCORES, TIE_RULES, TOPUP_RULES, RetrievalProtocol
 
 log = logging.getLogger("mvlt.eval")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,9 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vocab", type=Path, default=None, help="vocab.txt, when the checkpoint has no tokenizer")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip unreadable catalogue rows (counted)")
     r = p.add_argument_group("retrieval (1 + K protocol)")
-    r.add_argument("--queries", type=_positive, default=1000, help="query products per repeat (default 1000)")
-    r.add_argument("--repeats", type=_positive, default=1, help="repeats with fresh draws (default 1)")
-    r.add_argument("--negatives", type=_positive, default=100, help="negatives per query, K (default 100)")
+    r.add_argument("--queries", type=count_arg, default=1000, help="query products per repeat (default 1000)")
+    r.add_argument("--repeats", type=count_arg, default=1, help="repeats with fresh draws (default 1)")
+    r.add_argument("--negatives", type=count_arg, default=100, help="negatives per query, K (default 100)")
     r.add_argument(
         "--topup", choices=TOPUP_RULES, default="category", help="when a sub-category has < K others"
     )
@@ -58,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "auto: all three, itc+itm first, when the checkpoint has ITC heads, else itm)",
     )
     r.add_argument(
-        "--rerank-top", type=_positive, default=16, help="itc+itm: ITM re-ranks the ITC top K (default 16)"
+        "--rerank-top", type=count_arg, default=16, help="itc+itm: ITM re-ranks the ITC top K (default 16)"
     )
     r.add_argument(
         "--itm-score",
@@ -68,32 +61,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     g = p.add_argument_group("recognition and masked image generation")
     g.add_argument(
-        "--recognition-items", type=_positive, default=None, help="items to classify (default all)"
+        "--recognition-items", type=count_arg, default=None, help="items to classify (default all)"
     )
     g.add_argument(
-        "--mig-images", type=_positive, default=64, help="images to mask and reconstruct (default 64)"
+        "--mig-images", type=count_arg, default=64, help="images to mask and reconstruct (default 64)"
     )
     g.add_argument(
         "--strategies", default=",".join(IMAGE_MASK_STRATEGIES), help="comma list of mask strategies"
     )
     g.add_argument("--mask-ratio", type=float, default=0.5, help="masked share of the image (default 0.5)")
-    g.add_argument("--mask-unit", type=_positive, default=16, help="mask unit in pixels (default 16)")
+    g.add_argument("--mask-unit", type=count_arg, default=16, help="mask unit in pixels (default 16)")
     g.add_argument("--no-mig-text", action="store_true", help="reconstruct without the text")
     x = p.add_argument_group("execution")
     x.add_argument("--seed", type=int, default=0, help="seed of every draw (default 0)")
     x.add_argument(
-        "--batch-size", type=_positive, default=None, help="pairs per forward (default 8 CPU, 128 CUDA)"
+        "--batch-size", type=count_arg, default=None, help="pairs per forward (default 8 CPU, 128 CUDA)"
     )
-    x.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+    x.add_argument("--threads", type=count_arg, default=None, help="torch CPU threads")
     x.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 on CUDA; on CPUs with native bf16 the faster of the two, "
                         "measured once and cached; else fp32")  # fmt: skip
     x.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    x.add_argument("--image-size", type=_positive, default=None, help="default: the model's image size")
+    x.add_argument("--image-size", type=count_arg, default=None, help="default: the model's image size")
     x.add_argument("--resize", choices=("pad", "crop_stretch"), default="pad", help="how images are squared")
     x.add_argument("--examples", type=int, default=4, help="examples per figure in the report (default 4)")
     x.add_argument(
-        "--cache-mb", type=_positive, default=2048, help="prepared-image cache bound (default 2048)"
+        "--cache-mb", type=count_arg, default=2048, help="prepared-image cache bound (default 2048)"
     )
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run_evaluate)

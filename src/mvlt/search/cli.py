@@ -10,24 +10,10 @@ from pathlib import Path
 
 import torch
 
-from ..exits import ERRORS, UsageError, fail
+from ..exits import ERRORS, UsageError, count_arg, fail, whole_arg
 from .backends import BACKENDS
 
 OVER_CHOICES = ("images", "texts")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _execution(p: argparse.ArgumentParser) -> None:
@@ -38,7 +24,7 @@ def _execution(p: argparse.ArgumentParser) -> None:
         default=None,
         help="default fp32 on CPU (bf16 CPU kernels are rebuilt for every text length), auto on CUDA",
     )
-    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=count_arg, default=None, help="torch CPU threads")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="index directory to write")
     p.add_argument("--split", default=None, help="index only this split (default: every row)")
-    p.add_argument("--limit", type=_positive, default=None, help="index only the first N products")
+    p.add_argument("--limit", type=count_arg, default=None, help="index only the first N products")
     p.add_argument(
         "--add",
         action="store_true",
@@ -68,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="exact",
         help="first-stage search: exact (default) or a FAISS index, hnsw or ivf",
     )
-    p.add_argument("--batch-size", type=_positive, default=64, help="products per forward (default 64)")
+    p.add_argument("--batch-size", type=count_arg, default=64, help="products per forward (default 64)")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip unreadable catalogue rows (counted)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _execution(p)
@@ -83,8 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("query", nargs="?", default=None, help="the text to search for")
     p.add_argument("--index", required=True, type=Path, help="index directory (mvlt index --out)")
     p.add_argument("--image", type=Path, default=None, help="search with this photo instead of a text")
-    p.add_argument("-k", "--top", dest="k", type=_positive, default=10, help="results (default 10)")
-    p.add_argument("--rerank", type=_non_negative, default=0, help="ITM re-ranks the top K (default 0: off)")
+    p.add_argument("-k", "--top", dest="k", type=count_arg, default=10, help="results (default 10)")
+    p.add_argument("--rerank", type=whole_arg, default=0, help="ITM re-ranks the top K (default 0: off)")
     p.add_argument(
         "--over",
         choices=OVER_CHOICES,
@@ -108,10 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--checkpoint", type=Path, default=None, help="the checkpoint, if it moved since indexing")
     p.add_argument("--backend", choices=BACKENDS, default=None, help="override the index's backend")
-    p.add_argument("--rerank", type=_non_negative, default=20, help="the page's default re-ranking depth")
+    p.add_argument("--rerank", type=whole_arg, default=20, help="the page's default re-ranking depth")
     p.add_argument(
         "--max-concurrent",
-        type=_positive,
+        type=count_arg,
         default=4,
         help="searches in progress at once; more get 503 (default 4)",
     )
