@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(matched with their texts); --rerank K re-orders the top K with ITM.",
     )
     p.add_argument("query", nargs="?", default=None, help="the text to search for")
-    p.add_argument("--index", required=True, type=Path, help="index directory (mvlt index --out)")
+    _index_source(p)
     p.add_argument("--image", type=Path, default=None, help="search with this photo instead of a text")
     p.add_argument("-k", "--top", dest="k", type=count_arg, default=10, help="results (default 10)")
     p.add_argument("--rerank", type=whole_arg, default=0, help="ITM re-ranks the top K (default 0: off)")
@@ -77,8 +77,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="compare with the products' images or texts (default: the other modality)",
     )
-    p.add_argument("--checkpoint", type=Path, default=None, help="the checkpoint, if it moved since indexing")
-    p.add_argument("--backend", choices=BACKENDS, default=None, help="override the index's backend")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     _execution(p)
     p.set_defaults(run=run_search)
@@ -89,11 +87,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve an index over HTTP: GET /search?q=..., POST /search/image, GET /healthz and a "
         "search page at /.",
     )
-    p.add_argument("--index", required=True, type=Path, help="index directory (mvlt index --out)")
+    _index_source(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--checkpoint", type=Path, default=None, help="the checkpoint, if it moved since indexing")
-    p.add_argument("--backend", choices=BACKENDS, default=None, help="override the index's backend")
     p.add_argument("--rerank", type=whole_arg, default=20, help="the page's default re-ranking depth")
     p.add_argument(
         "--max-concurrent",
@@ -104,6 +100,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest photo upload (default 10 MB)")
     _execution(p)
     p.set_defaults(run=run_serve)
+
+
+def _index_source(p: argparse.ArgumentParser) -> None:
+    """The flags of every command that opens an existing index."""
+    p.add_argument("--index", required=True, type=Path, help="index directory (mvlt index --out)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="the checkpoint, if it moved since indexing")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help="override the index's backend")
 
 
 def _threads(args: argparse.Namespace) -> None:
