@@ -27,6 +27,7 @@ import torch
 
 from .exits import ERRORS, UsageError, check_number, fail
 from .fileio import atomic_write_text
+from .runtime import BF16_MIN_SPEEDUP, Precision, cpu_has_native_bf16
 
 PLAN_NAME = "demo.json"
 DEFAULT_MINUTES = 6.5
@@ -59,6 +60,9 @@ class DemoPlan:
     seed: int
     threads: int | None
     workers: int
+    pretrain_precision: str = "auto"
+    finetune_precision: str = "auto"
+    """Each stage's arithmetic, chosen by timing its steps (plans saved before these fields: auto)."""
 
     @classmethod
     def load(cls, path: Path) -> DemoPlan:
@@ -154,11 +158,11 @@ def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
     common = {
         "data": plan.data, "data_options": plan.data_options, "image_size": plan.image_size,
         "batch_size": plan.batch_size, "seed": plan.seed, "threads": plan.threads, "workers": plan.workers,
-        "precision": training_precision(), "log_every": 25, "checkpoint_every": 100, "keep_checkpoints": 1,
+        "log_every": 25, "checkpoint_every": 100, "keep_checkpoints": 1,
     }  # fmt: skip
     pre = TrainConfig(
         task="pretrain", model=plan.model, tokenizer=plan.tokenizer, steps=plan.pretrain_steps,
-        lr=plan.pretrain_lr, out=str(out / "pretrain"), **common,
+        lr=plan.pretrain_lr, out=str(out / "pretrain"), precision=plan.pretrain_precision, **common,
     )  # fmt: skip
     result = train(pre, resume=_started(out / "pretrain"), overwrite=args.overwrite)
     if result.interrupted:
@@ -167,7 +171,7 @@ def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
     stage(3, f"fine-tuning the recognition heads (ITC and ITM kept on), {plan.finetune_steps} steps")
     fine = TrainConfig(
         task="finetune", init=str(out / "pretrain"), steps=plan.finetune_steps, lr=plan.finetune_lr,
-        out=str(out / "model"), loss_weights=FINETUNE_MATCHING, **common,
+        out=str(out / "model"), loss_weights=FINETUNE_MATCHING, precision=plan.finetune_precision, **common,
     )  # fmt: skip
     result = train(fine, resume=_started(out / "model"), overwrite=args.overwrite)
     if result.interrupted:
@@ -179,11 +183,14 @@ def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
     return 0
 
 
-def training_precision() -> str:
-    """``auto``: on a CPU with native bf16 the trainer times a training step in fp32 and in bf16
-    and keeps the faster (cached per machine, printed with the reason); elsewhere bf16 on CUDA
-    where supported and fp32 on CPUs without native bf16, as in every command."""
-    return "auto"
+def planned_precisions() -> tuple[str, ...]:
+    """The arithmetic the planner times: bf16 next to fp32 only on a CPU that computes it natively.
+
+    On CUDA the trainer's ``auto`` (bf16 where supported) decides; the planner times the CPU step.
+    """
+    if torch.cuda.is_available():
+        return ("auto",)
+    return ("fp32", "bf16") if cpu_has_native_bf16() else ("fp32",)
 
 
 def make_plan(args: argparse.Namespace) -> DemoPlan:
@@ -201,20 +208,26 @@ def make_plan(args: argparse.Namespace) -> DemoPlan:
         pretrain_lr=1e-3, finetune_steps=0, finetune_lr=5e-4, queries=args.queries or 500,
         mig_images=16, seed=args.seed, threads=args.threads, workers=args.workers,
     )  # fmt: skip
-    seconds = seconds_per_step(plan)
+    steps = seconds_per_step(plan)
     budget = 60 * minutes
-    plan.pretrain_steps = max(20, int((1 - FINETUNE_SHARE) * budget / seconds["pretrain"]))
-    plan.finetune_steps = max(10, int(FINETUNE_SHARE * budget / seconds["finetune"]))
+    seconds, plan.pretrain_precision = steps["pretrain"]
+    tune_seconds, plan.finetune_precision = steps["finetune"]
+    plan.pretrain_steps = max(20, int((1 - FINETUNE_SHARE) * budget / seconds))
+    plan.finetune_steps = max(10, int(FINETUNE_SHARE * budget / tune_seconds))
     print(
         f"mvlt demo: {minutes:g} min of training here: {plan.pretrain_steps} pre-training steps "
-        f"({seconds['pretrain']:.2f} s each) + {plan.finetune_steps} fine-tuning steps"
+        f"({seconds:.2f} s each, {plan.pretrain_precision}) + {plan.finetune_steps} fine-tuning steps "
+        f"({tune_seconds:.2f} s each, {plan.finetune_precision})"
     )
     return plan
 
 
-def seconds_per_step(plan: DemoPlan) -> dict[str, float]:
-    """Time a few optimizer steps of the demo's model and objectives on one real batch (the median,
-    not the best: the plan must hold for a whole run), plus the batch's loading time."""
+def seconds_per_step(plan: DemoPlan) -> dict[str, tuple[float, str]]:
+    """Seconds per step and the arithmetic to train in, per stage: a few optimizer steps of the
+    demo's model and objectives on one real batch in each of :func:`planned_precisions`,
+    interleaved (the median, not the best: the plan must hold for a whole run), plus the batch's
+    loading time. bf16 is kept only when ``BF16_MIN_SPEEDUP`` times as fast, as ``--precision
+    auto`` does; the stage then trains in what was timed, so plan and run agree."""
     from .data import PretrainDataset, bert_tokenizer
     from .model import LossWeights, create_model
     from .train import TrainConfig
@@ -241,14 +254,20 @@ def seconds_per_step(plan: DemoPlan) -> dict[str, float]:
         batch = dataset.collate([dataset[i] for i in rows])
         load = time.perf_counter() - start
         batch["category_labels"] = batch["subcategory_labels"] = torch.zeros(len(rows), dtype=torch.long)
-        step = []
+        step: dict[str, list[float]] = {name: [] for name in planned_precisions()}
         for _ in range(5):
-            start = time.perf_counter()
-            optimizer.zero_grad()
-            model.forward_loss(batch, LossWeights(**weights), itm_negatives="itc")["total"].backward()
-            optimizer.step()
-            step.append(time.perf_counter() - start)
-        timings[task] = statistics.median(step[1:]) + load * _loading_share(plan)
+            for name, times in step.items():
+                start = time.perf_counter()
+                optimizer.zero_grad()
+                with Precision(name, "planning", "cpu").autocast():
+                    loss = model.forward_loss(batch, LossWeights(**weights), itm_negatives="itc")["total"]
+                loss.backward()
+                optimizer.step()
+                times.append(time.perf_counter() - start)
+        median = {name: statistics.median(times[1:]) for name, times in step.items()}
+        fastest = "bf16" if "bf16" in median and median["fp32"] >= BF16_MIN_SPEEDUP * median["bf16"] else None
+        name = fastest or next(iter(median))
+        timings[task] = (median[name] + load * _loading_share(plan), name)
     return timings
 
 
