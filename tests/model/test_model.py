@@ -250,3 +250,32 @@ def test_raw_pixels_for_released_and_older_checkpoints() -> None:
     assert MVLTConfig.from_dict(saved).pixel_std == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="pixel_mean"):
         MVLTConfig(pixel_std=(0.2, 0.0, 0.2))
+
+
+@pytest.mark.parametrize("match_head", ["fused", "cls"])
+@pytest.mark.parametrize("fusion_stage", [1, 2, 4])
+def test_staged_match_score_equals_the_whole_pass(fusion_stage: int, match_head: str) -> None:
+    """Unimodal features of each item, computed alone and unpadded, then the joint stages: the
+    scores of ``match_score`` on the padded batch (what the staged retrieval scorer relies on)."""
+    torch.manual_seed(0)
+    model = mvlt.create_model("mvlt_nano", fusion_stage=fusion_stage, match_head=match_head).eval()
+    batch = make_batch(3, 64, 9)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    lengths = [9, 5, 7]
+    for row, n in enumerate(lengths):
+        ids[row, n - 1], ids[row, n:], mask[row, n:] = 102, 0, 0
+    with torch.no_grad():
+        whole = model.match_score(batch["images"], ids, mask)
+        visual, _ = model.unimodal_features(images=batch["images"])
+        alone = [  # one text at a time, no padding at all
+            model.unimodal_features(input_ids=ids[row : row + 1, :n], attention_mask=mask[row : row + 1, :n])[
+                1
+            ]
+            for row, n in enumerate(lengths)
+        ]
+        text = torch.zeros(3, 9, alone[0].shape[-1])
+        for row, (n, tokens) in enumerate(zip(lengths, alone)):
+            text[row, :n] = tokens[0]
+        staged = model.match_score_joint(visual, text, mask)
+    assert whole.shape == staged.shape == (3,)
+    torch.testing.assert_close(staged, whole, rtol=1e-4, atol=1e-4)

@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,6 +68,18 @@ class PairInputs(Protocol):
     def token_ids(self, row: int) -> list[int]: ...
 
     def batch(self, image_rows: Sequence[int], text_rows: Sequence[int]) -> tuple[torch.Tensor, ...]: ...
+
+
+class ItemInputs(Protocol):
+    """Model inputs of catalogue rows, one item at a time (:class:`~mvlt.eval.context.EvalContext` is one)."""
+
+    def images(self, rows: Sequence[int]) -> torch.Tensor: ...
+
+    def text_batch(self, rows: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+PairScorer = Callable[[Iterable[tuple[int, int]]], dict[tuple[int, int], float]]
+"""Scores ``(image_row, text_row)`` pairs (:func:`staged_pair_scorer` makes one)."""
 
 
 class Embedder(Protocol):
@@ -445,6 +458,65 @@ def model_scorer(model: Any, kind: str = "log_odds", autocast: Callable[[], Any]
     return log_odds if kind == "log_odds" else probability
 
 
+def staged_pair_scorer(
+    model: Any,
+    inputs: ItemInputs,
+    autocast: Callable[[], Any] | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+    cached_texts: int = 4096,
+) -> PairScorer:
+    """ITM log-odds of pairs for a model that fuses late (``fusion_stage > 1``): the stages before
+    fusion run once per image and per text (``model.unimodal_features``), the joint stages once
+    per pair (``model.match_score_joint``). The scores are ``model.match_score``'s; a pair costs
+    the joint stages plus its share of two unimodal passes instead of a whole encoder pass.
+
+    Pairs go in image order, ``batch_size`` at a time: the images of a batch are encoded together
+    and each text's tokens are kept (``cached_texts`` of them, least recently used out).
+    """
+    context = autocast or contextlib.nullcontext
+    texts: OrderedDict[int, torch.Tensor] = OrderedDict()
+
+    def text_tokens(rows: list[int]) -> list[torch.Tensor]:
+        todo = [r for r in dict.fromkeys(rows) if r not in texts]
+        if todo:
+            ids, mask = inputs.text_batch(todo)
+            _, tokens = model.unimodal_features(input_ids=ids, attention_mask=mask)
+            for i, (row, length) in enumerate(zip(todo, mask.sum(1).tolist())):
+                texts[row] = tokens[i, : int(length)]
+        for row in rows:
+            texts.move_to_end(row)
+        out = [texts[r] for r in rows]
+        while len(texts) > max(cached_texts, len(rows)):
+            texts.popitem(last=False)
+        return out
+
+    def score(pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], float]:
+        order = sorted(set(pairs))
+        scores: dict[tuple[int, int], float] = {}
+        bar = tqdm(total=len(order), desc="scoring pairs", unit="pair", disable=not progress, leave=False)
+        with torch.inference_mode(), context():
+            for start in range(0, len(order), batch_size):
+                chunk = order[start : start + batch_size]
+                image_rows = list(dict.fromkeys(p[0] for p in chunk))
+                visual, _ = model.unimodal_features(images=inputs.images(image_rows))
+                at = {row: i for i, row in enumerate(image_rows)}
+                tokens = text_tokens([p[1] for p in chunk])
+                width = max(t.shape[0] for t in tokens)
+                text = visual.new_zeros(len(chunk), width, tokens[0].shape[1], dtype=tokens[0].dtype)
+                mask = torch.zeros(len(chunk), width, dtype=torch.long, device=visual.device)
+                for i, t in enumerate(tokens):
+                    text[i, : t.shape[0]], mask[i, : t.shape[0]] = t, 1
+                index = torch.tensor([at[p[0]] for p in chunk], device=visual.device)
+                values = model.match_score_joint(visual[index], text, mask).float().cpu().tolist()
+                scores.update(zip(chunk, values))
+                bar.update(len(chunk))
+        bar.close()
+        return scores
+
+    return score
+
+
 def model_embedder(
     model: Any, inputs: Any, batch_size: int = 64, autocast: Callable[[], Any] | None = None
 ) -> Embedder:
@@ -602,6 +674,7 @@ def run_retrieval(
     embedder: Embedder | None = None,
     rerank_top: int = 16,
     itc_scale: float = 1.0,
+    pair_scorer: PairScorer | None = None,
 ) -> RetrievalOutcome:
     """Sample (or resolve the given) candidate lists, score them, rank the positives, compute metrics.
 
@@ -610,6 +683,8 @@ def run_retrieval(
     ``embedder`` gives ITC embeddings. ``scorers`` run in order: the first gives the headline
     metric names, and each also gets its names prefixed (``itc_tir_r1_1p100_subcat``, ...).
     ``itc_scale`` turns cosines into the ITC logits that ``itc+itm`` adds to the ITM scores.
+    ``pair_scorer``, when given, scores the ITM pairs in place of ``scorer`` batch by batch (the
+    staged scorer of a late-fusion model: each item's unimodal pass once).
     """
     if rerank_top < 1:
         raise ValueError(f"--rerank-top must be >= 1, got {rerank_top}")
@@ -643,7 +718,10 @@ def run_retrieval(
     itm: dict[tuple[int, int], float] = {}
     if scorer is not None and any(s != "itc" for s in scorers):
         start = time.perf_counter()
-        itm = score_pairs(itm_pairs, inputs, scorer, batch_size=batch_size, progress=progress)
+        if pair_scorer is not None:
+            itm = pair_scorer(itm_pairs)
+        else:
+            itm = score_pairs(itm_pairs, inputs, scorer, batch_size=batch_size, progress=progress)
         timings["itm"] = time.perf_counter() - start
     k = cset.negatives
     metrics: dict[str, float] = {}

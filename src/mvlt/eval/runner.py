@@ -40,6 +40,7 @@ from .retrieval import (
     resolve_scorers,
     run_retrieval,
     save_candidates,
+    staged_pair_scorer,
 )
 
 log = logging.getLogger("mvlt.eval")
@@ -239,11 +240,18 @@ class _Tasks:
         candidates = load_candidates(opts.candidates_file) if opts.candidates_file else None
         needs_itc = any(s != "itm" for s in run.scorers)
         embedder = model_embedder(ctx.model, ctx, ctx.batch_size * 8, ctx.autocast) if needs_itc else None
+        config = ctx.model.config
+        staged = config.fusion_stage > 1 and config.mask_padding and opts.itm_score == "log_odds"
+        chunk = ctx.batch_size * 8
+        pair_scorer = (
+            staged_pair_scorer(ctx.model, ctx, ctx.autocast, chunk, opts.progress) if staged else None
+        )
         out = run_retrieval(
             run.catalogue, ctx, model_scorer(ctx.model, opts.itm_score, ctx.autocast), opts.retrieval,
             candidates=candidates, batch_size=opts.batch_size, progress=opts.progress,
             scorers=run.scorers, embedder=embedder, rerank_top=opts.rerank_top,
             itc_scale=1.0 / float(ctx.model.itc_head.clamped_temperature()) if needs_itc else 1.0,
+            pair_scorer=pair_scorer,
         )  # fmt: skip
         run.retrieval = out
         run.metrics.update(out.metrics)

@@ -284,14 +284,44 @@ class MVLT(nn.Module):
         them to a handful of values. Retrieval ranks with this.
         """
         if self.config.match_head == "fused":
-            features = self.forward_encoder(images, input_ids, attention_mask)
-            assert features.visual is not None
-            cls, visual = features.cls, features.visual[-1].mean((2, 3))
-            with torch.autocast(device_type=cls.device.type, enabled=False):
+            visual, text = self.unimodal_features(images, input_ids, attention_mask)
+            return self.match_score_joint(visual, text, attention_mask)
+        return self._log_odds(self.forward_cls(images, input_ids, attention_mask), None)
+
+    def unimodal_features(
+        self,
+        images: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Each modality alone up to the fusion stage: the ``B x C x h x w`` visual map and the
+        ``B x L x C`` text tokens that :meth:`match_score_joint` fuses (with ``fusion_stage=1``,
+        the embedded inputs). A model that fuses late thus scores many pairs from one unimodal
+        pass per image and per text, ALBEF's inference; padding never reaches a real token's
+        features (it is a masked key), so a text's tokens do not depend on its batch."""
+        visual = self._standardise(images) if images is not None else None
+        text = self.text_embed(input_ids) if input_ids is not None else None
+        for k in range(self.config.fusion_stage - 1):
+            visual, text = self._stage(k, visual, text, attention_mask)
+        return visual, text
+
+    def match_score_joint(
+        self, visual: torch.Tensor, text: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``B`` ITM log-odds of pairs given as their :meth:`unimodal_features` (row ``i`` of
+        ``visual`` with row ``i`` of ``text``): the joint stages and the head only."""
+        features = self.forward_stages(visual, text, attention_mask, start=self.config.fusion_stage - 1)
+        assert features.visual is not None
+        return self._log_odds(features.cls, features.visual[-1].mean((2, 3)))
+
+    def _log_odds(self, cls: torch.Tensor, visual: torch.Tensor | None) -> torch.Tensor:
+        """``logit[match] - logit[no match]`` of the ITM head, in fp32 (``visual``: the fused head's
+        mean visual token, ``None`` for the [CLS] head)."""
+        with torch.autocast(device_type=cls.device.type, enabled=False):
+            if self.config.match_head == "fused":
+                assert visual is not None
                 logits = self.itm_head(cls.float(), visual.float(), self.itc_head)
-        else:
-            cls = self.forward_cls(images, input_ids, attention_mask)
-            with torch.autocast(device_type=cls.device.type, enabled=False):
+            else:
                 logits = self.itm_head(cls.float())
         return logits[:, 1] - logits[:, 0]
 
