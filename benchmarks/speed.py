@@ -64,6 +64,7 @@ from mvlt.eval.retrieval import (
 )
 from mvlt.model.config import PAPER_DESIGN
 from mvlt.runtime import MALLOC_TUNING, cpu_has_native_bf16
+from mvlt.train.optim import build_optimizer, param_groups
 
 LENGTHS_ENV = "MVLT_BENCH_LENGTHS"
 
@@ -113,12 +114,10 @@ def released_loss(model: mvlt.MVLT, batch: dict) -> torch.Tensor:
 def train_worker(args: argparse.Namespace) -> dict:
     released = args.variant == "released"
     model = build(args).train()
-    decay = model.no_weight_decay()
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if n not in decay], "weight_decay": 0.01},
-        {"params": [p for n, p in model.named_parameters() if n in decay], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=1e-4, foreach=True)
+    if released:  # the released code's AdamW (given the foreach kernel, which it did not ask for)
+        optimizer = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-4, foreach=True)
+    else:  # the trainer's: the fused kernel
+        optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.01)
     fixed = 128 if released else (args.text_length or None)
     text_lengths = lengths()
     batches = [

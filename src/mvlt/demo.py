@@ -231,6 +231,7 @@ def seconds_per_step(plan: DemoPlan) -> dict[str, tuple[float, str]]:
     from .data import PretrainDataset, bert_tokenizer
     from .model import LossWeights, create_model
     from .train import TrainConfig
+    from .train.optim import build_optimizer
 
     if plan.threads:
         torch.set_num_threads(plan.threads)
@@ -240,7 +241,7 @@ def seconds_per_step(plan: DemoPlan) -> dict[str, tuple[float, str]]:
         plan.model, image_size=plan.image_size, vocab_size=tokenizer.vocab_size, num_categories=8,
         num_subcategories=8,
     )  # fmt: skip
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.01)  # the trainer's
     rows = list(range(min(plan.batch_size, len(train_set))))
     timings = {}
     for task, schedule in (("pretrain", "masked"), ("finetune", "clean")):
