@@ -448,11 +448,11 @@ def model_scorer(model: Any, kind: str = "log_odds", autocast: Callable[[], Any]
     context = autocast or contextlib.nullcontext
 
     def probability(images: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with context():
+        with torch.inference_mode(), context():
             return model.match_probability(images, input_ids, mask)
 
     def log_odds(images: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with context():
+        with torch.inference_mode(), context():
             return model.match_score(images, input_ids, mask)
 
     return log_odds if kind == "log_odds" else probability
@@ -520,21 +520,22 @@ def staged_pair_scorer(
 def model_embedder(
     model: Any, inputs: Any, batch_size: int = 64, autocast: Callable[[], Any] | None = None
 ) -> Embedder:
-    """``model.encode_images`` / ``encode_texts`` over ``inputs`` (an ``EvalContext``), in batches."""
+    """``model.encode_images`` / ``encode_texts`` over ``inputs`` (an ``EvalContext``), in batches,
+    without autograd (a graph kept per batch would hold every batch's activations)."""
     context = autocast or contextlib.nullcontext
 
     class _Embedder:
         def images(self, rows: Sequence[int]) -> torch.Tensor:
             out = []
             for start in range(0, len(rows), batch_size):
-                with context():
+                with torch.inference_mode(), context():
                     out.append(model.encode_images(inputs.images(rows[start : start + batch_size])).float())
             return torch.cat(out).cpu()
 
         def texts(self, rows: Sequence[int]) -> torch.Tensor:
             out = []
             for start in range(0, len(rows), batch_size):
-                with context():
+                with torch.inference_mode(), context():
                     out.append(
                         model.encode_texts(*inputs.text_batch(rows[start : start + batch_size])).float()
                     )
