@@ -141,7 +141,11 @@ def train_worker(args: argparse.Namespace) -> dict:
     result = {"samples_per_s": args.batch_size / seconds, "peak_rss_gb": peak_rss_gb()}
     if args.count_flops:
         model.zero_grad(set_to_none=True)
-        flops = count_flops(lambda: model.forward_loss(batches[0])["total"].backward())
+
+        def loss() -> torch.Tensor:
+            return released_loss(model, batches[0]) if released else model.forward_loss(batches[0])["total"]
+
+        flops = count_flops(lambda: loss().backward())
         result["flops_per_sample"] = flops / args.batch_size
     return result
 
@@ -342,7 +346,12 @@ def main() -> None:
         ]
     if not args.skip_released:
         plan += [
-            ("released-equiv. train fp32", "train", {"variant": "released"}, "released_train_samples_per_s"),
+            (
+                "released-equiv. train fp32",
+                "train",
+                {"variant": "released", "count_flops": 1},
+                "released_train_samples_per_s",
+            ),
             (
                 "released-equiv. retrieval",
                 "retrieval",
@@ -375,7 +384,7 @@ def main() -> None:
             r[key.replace("samples_per_s", "peak_rss_gb")] = out["peak_rss_gb"]
         for flops in ("flops_per_sample", "flops_per_pair"):
             if flops in out:
-                r[f"{kind}_{flops}"] = out[flops]
+                r[f"{'released_' if changes.get('variant') == 'released' else ''}{kind}_{flops}"] = out[flops]
         rss = f", peak RSS {out['peak_rss_gb']:.2f} GB" if "peak_rss_gb" in out else ""
         print(f"  {label:32s} {r[key]:8.2f} {'samples' if kind == 'train' else 'pairs'}/s{rss}", flush=True)
     os.unlink(args.lengths_file)
@@ -392,6 +401,12 @@ def main() -> None:
             r[f"{task}_fraction_of_fp32_peak_{precision}"] = work[task] * rate / (peak["fp32"] * 1e9)
     r["train_peak_rss_gb"] = r["train_peak_rss_gb_fp32"]
     r["bf16_peak_gflops"], r["fp32_peak_gflops"] = peak["bf16"], peak["fp32"]
+    if "released_train_flops_per_sample" in r:
+        released_work = r["released_train_flops_per_sample"]
+        released_rate = r.get("released_train_samples_per_s_bf16", r["released_train_samples_per_s"])
+        r["released_train_fraction_of_bf16_peak"] = released_work * released_rate / (peak["bf16"] * 1e9)
+        print(f"\nreleased-equivalent FLOPs: train {released_work / 1e9:.2f} GFLOP/sample, at its best "
+              f"{r['released_train_fraction_of_bf16_peak']:.1%} of the bf16 peak", end="")  # fmt: skip
     print(f"\nmodel FLOPs: train {work['train'] / 1e9:.2f} GFLOP/sample, ", end="")
     print(f"retrieval {work['retrieval'] / 1e9:.2f} GFLOP/pair")
     for task, by_precision in rates.items():
