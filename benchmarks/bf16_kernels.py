@@ -1,6 +1,6 @@
 """The kernel choices behind bf16 training on CPUs, each against what it replaced.
 
-    python benchmarks/bf16_kernels.py [--threads N] [--reps N] [--json FILE]
+    python benchmarks/bf16_kernels.py [--threads N] [--reps N] [--parts ...] [--json FILE]
 
 Forward + backward of the ``mvlt_tiny`` shapes at 256 px, batch 8, fp32 and bf16 autocast:
 1. the strided convolutions (4 patch embeddings, 3 spatial reductions): ``nn.Conv2d`` against
@@ -8,7 +8,9 @@ Forward + backward of the ``mvlt_tiny`` shapes at 256 px, batch 8, fp32 and bf16
 2. attention of the four stages (~150 keys after spatial reduction): PyTorch's SDPA against the
    written-out ``attention`` (two batched matmuls around a softmax);
 3. the U-Net decoder on channels-last maps (as the encoder hands them): ``nn.GroupNorm`` in bf16
-   against the decoder's ``GroupNorm``, which normalises bf16 input in fp32.
+   against the decoder's ``GroupNorm``, which normalises bf16 input in fp32;
+4. one AdamW step over all ``mvlt_tiny`` parameters (any precision: the weights are fp32):
+   PyTorch's ``foreach`` implementation against its fused kernel (``train.optim.build_optimizer``).
 Each figure is the best of ``--reps`` measurements, the variants alternating: CPU time on one
 thread (``time.process_time``: another process on the machine slows it less than wall time), wall
 time on more (run those on a quiet machine). The glibc allocator is tuned as by ``mvlt``.
@@ -34,8 +36,10 @@ from common import machine, write_json
 from mvlt.model.config import PAPER_DESIGN
 from mvlt.model.layers import attention, patch_tokens
 from mvlt.runtime import MALLOC_TUNING, wants_malloc_tuning
+from mvlt.train.optim import build_optimizer
 
 B = 8
+PARTS = ("convs", "attention", "decoder", "optimizer")
 STRIDED = [(3, 64, 4, 256), (64, 64, 8, 64), (64, 128, 2, 64), (128, 128, 4, 32), (128, 320, 2, 32),
            (320, 320, 2, 16), (320, 512, 2, 16)]  # fmt: skip
 """(in, out, kernel = stride, input size): the patch embeddings and spatial reductions at 256 px."""
@@ -126,6 +130,17 @@ def decoder(reps: int) -> dict[str, float]:
     )
 
 
+def optimizer_step(reps: int) -> dict[str, float]:
+    """The same gradients, one step each (the two optimizers keep separate state)."""
+    model = mvlt.create_model("mvlt_tiny", image_size=256, **PAPER_DESIGN)
+    for param in model.parameters():
+        param.grad = torch.randn_like(param) * 1e-3
+    params = list(model.parameters())
+    foreach = torch.optim.AdamW(params, lr=1e-4, foreach=True)
+    fused = build_optimizer(model, lr=1e-4, weight_decay=0.01)
+    return best_seconds({"foreach AdamW": foreach.step, "fused AdamW": fused.step}, reps)
+
+
 def main() -> None:
     if wants_malloc_tuning():  # the allocator settings of the ``mvlt`` command (large tensors reused)
         os.environ.update(MALLOC_TUNING)
@@ -134,6 +149,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -142,9 +158,14 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     for bf16 in (False, True):
         precision = "bf16" if bf16 else "fp32"
-        results[f"strided_convs_{precision}"] = strided(bf16, args.reps)
-        results[f"attention_{precision}"] = attention_pass(bf16, args.reps)
-    results["decoder_bf16"] = decoder(args.reps)
+        if "convs" in args.parts:
+            results[f"strided_convs_{precision}"] = strided(bf16, args.reps)
+        if "attention" in args.parts:
+            results[f"attention_{precision}"] = attention_pass(bf16, args.reps)
+    if "decoder" in args.parts:
+        results["decoder_bf16"] = decoder(args.reps)
+    if "optimizer" in args.parts:
+        results["optimizer_step"] = optimizer_step(args.reps)
     clock = "CPU" if args.threads == 1 else "wall"
     print(f"forward + backward, {clock} ms (best of the alternating repetitions):")
     for name, seconds in results.items():

@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from mvlt.runtime import (
+    BF16_MIN_SPEEDUP,
     Precision,
     Workload,
     cache_dir,
     calibration_file,
     cpu_has_native_bf16,
+    faster_precision,
     resolve_device,
     resolve_precision,
 )
@@ -116,3 +118,13 @@ def test_malloc_tuning_is_opt_out_and_applied_once() -> None:
     import platform
 
     assert wants_malloc_tuning({}) == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_faster_precision_needs_bf16_to_earn_its_rounding() -> None:
+    """The rule ``auto`` and the demo's planner share: bf16 only at >= 1.1x fp32's speed."""
+    assert faster_precision({"fp32": 1.0, "bf16": 0.5}) == "bf16"
+    assert faster_precision({"fp32": 1.0, "bf16": 1.0 / BF16_MIN_SPEEDUP}) == "bf16"
+    assert faster_precision({"fp32": 1.0, "bf16": 0.95}) == "fp32"  # faster, but not by enough
+    assert faster_precision({"fp32": 1.0, "bf16": 1.3}) == "fp32"
+    assert faster_precision({"fp32": 1.0}) == "fp32"  # only one timed (no native bf16)
+    assert faster_precision({"auto": 1.0}) == "auto"

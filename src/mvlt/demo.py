@@ -27,7 +27,7 @@ import torch
 
 from .exits import ERRORS, UsageError, check_number, fail
 from .fileio import atomic_write_text
-from .runtime import BF16_MIN_SPEEDUP, Precision, cpu_has_native_bf16
+from .runtime import Precision, cpu_has_native_bf16, faster_precision
 
 PLAN_NAME = "demo.json"
 DEFAULT_MINUTES = 6.5
@@ -226,8 +226,8 @@ def seconds_per_step(plan: DemoPlan) -> dict[str, tuple[float, str]]:
     """Seconds per step and the arithmetic to train in, per stage: a few optimizer steps of the
     demo's model and objectives on one real batch in each of :func:`planned_precisions`,
     interleaved (the median, not the best: the plan must hold for a whole run), plus the batch's
-    loading time. bf16 is kept only when ``BF16_MIN_SPEEDUP`` times as fast, as ``--precision
-    auto`` does; the stage then trains in what was timed, so plan and run agree."""
+    loading time. bf16 is kept only when ``runtime.BF16_MIN_SPEEDUP`` times as fast, as
+    ``--precision auto`` does; the stage then trains in what was timed, so plan and run agree."""
     from .data import PretrainDataset, bert_tokenizer
     from .model import LossWeights, create_model
     from .train import TrainConfig
@@ -266,8 +266,7 @@ def seconds_per_step(plan: DemoPlan) -> dict[str, tuple[float, str]]:
                 optimizer.step()
                 times.append(time.perf_counter() - start)
         median = {name: statistics.median(times[1:]) for name, times in step.items()}
-        fastest = "bf16" if "bf16" in median and median["fp32"] >= BF16_MIN_SPEEDUP * median["bf16"] else None
-        name = fastest or next(iter(median))
+        name = faster_precision(median)
         timings[task] = (median[name] + load * _loading_share(plan), name)
     return timings
 

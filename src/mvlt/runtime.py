@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -223,12 +223,20 @@ def measured_precision(workload: Workload, device_type: str, cpuinfo: Path = CPU
     timing = (
         f"{workload.kind} pass {float(entry['fp32_s']):.3g} s in fp32, {float(entry['bf16_s']):.3g} s in bf16"
     )
-    if speedup >= BF16_MIN_SPEEDUP:
+    if faster_precision({"fp32": float(entry["fp32_s"]), "bf16": float(entry["bf16_s"])}) == "bf16":
         return Precision(
             "bf16", f"auto: bf16 measured {speedup:.2f}x as fast as fp32; {timing}; {where}", device_type
         )
     reason = f"auto: bf16 measured {speedup:.2f}x as fast as fp32, under the {BF16_MIN_SPEEDUP}x it needs"
     return Precision("fp32", f"{reason}; {timing}; {where}", device_type)
+
+
+def faster_precision(seconds: Mapping[str, float]) -> str:
+    """The arithmetic to run in from timings of the same work (``{"fp32": s, "bf16": s}``):
+    bf16 only when at least ``BF16_MIN_SPEEDUP`` times as fast, else fp32 (or the only one timed)."""
+    if "bf16" in seconds and "fp32" in seconds:
+        return "bf16" if seconds["fp32"] >= BF16_MIN_SPEEDUP * seconds["bf16"] else "fp32"
+    return next(iter(seconds))
 
 
 def _is_measurement(entry: object) -> bool:

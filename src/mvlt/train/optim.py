@@ -31,8 +31,8 @@ def build_optimizer(
     eps: float = 1e-8,
 ) -> torch.optim.AdamW:
     """AdamW over ``param_groups``; PyTorch's fused kernel when every parameter is on the CPU or
-    on CUDA (measured on a 2-core AVX-512 CPU, ``mvlt_tiny``: 21 ms a step against 94 ms for the
-    ``foreach`` implementation), else ``foreach``."""
+    on CUDA (a step over ``mvlt_tiny``'s parameters on 2 CPU threads: 14 ms against 49 ms for the
+    ``foreach`` implementation, ``benchmarks/bf16_kernels.py --parts optimizer``), else ``foreach``."""
     groups = param_groups(model, weight_decay)
     if not groups:
         raise ValueError("the model has no trainable parameters")
