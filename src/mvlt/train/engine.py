@@ -102,7 +102,9 @@ def train(config: TrainConfig, *, resume: bool | str = False, overwrite: bool = 
         torch.set_num_threads(config.threads)
     runtime = init_runtime(config.device)
     try:
-        return Trainer(config, runtime, resume=resume, overwrite=overwrite).run()
+        result = Trainer(config, runtime, resume=resume, overwrite=overwrite).run()
+        barrier(runtime)  # no rank tears the process group down while another still writes or talks
+        return result
     finally:
         cleanup(runtime)
 
