@@ -4,7 +4,7 @@ On the H&M catalogue (``../shared/data/hm_fashion_11k``) with a trained checkpoi
 
 - **build**: an index of every product (11,715), in products/s (each = one image + one text);
 - **latency**: text queries (test-split descriptions) through ``CatalogueIndex.search``, first
-  stage alone and with ``--rerank`` (default 20), p50 / p95; photo queries' first stage too;
+  stage alone and with ``--rerank`` (default 20), p50 / p95; photo queries the same;
 - **memory**: the embeddings' bytes and the process's resident memory with the index loaded;
 - **quality**: an index of the test split (2,408 products); each product's own text is the query,
   and R@1 / R@10 / R@50 of that product, first stage and two-stage;
@@ -122,6 +122,7 @@ def build_and_latency(args: argparse.Namespace, work: Path) -> dict:
         "text_first_stage": timed(index, [{"text": t} for t in texts], k=10),
         f"text_rerank_{args.rerank}": timed(index, [{"text": t} for t in texts], k=10, rerank=args.rerank),
         "photo_first_stage": timed(index, [{"image": p} for p in photos], k=10),
+        f"photo_rerank_{args.rerank}": timed(index, [{"image": p} for p in photos], k=10, rerank=args.rerank),
     }
 
 
@@ -241,6 +242,9 @@ def report_index(r: dict, rerank: int) -> None:
     )
     photo = r["photo_first_stage"]
     print(f"photo query, first stage: p50 {photo['p50_ms']} ms, p95 {photo['p95_ms']} ms")
+    if f"photo_rerank_{rerank}" in r:
+        photo = r[f"photo_rerank_{rerank}"]
+        print(f"photo query, rerank {rerank}: p50 {photo['p50_ms']} ms, p95 {photo['p95_ms']} ms")
 
 
 def report_quality(q: dict) -> None:

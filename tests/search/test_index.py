@@ -100,6 +100,24 @@ def open_image(index: CatalogueIndex, row: int):
     return load_image(index.image_path(row))
 
 
+def test_photo_rerank_scores_are_the_models_match_scores(index: CatalogueIndex) -> None:
+    """A photo query's re-ranking runs the photo's unimodal stages once (the model fuses late) and
+    gives ``match_score`` of the photo with each candidate text, as the text query's path does."""
+    photo = index.image_path(11)
+    hits = index.search(image=photo, k=6, rerank=6)
+    rows = [h.row for h in hits]
+    seqs = [index.model.tokenizer.encode(index.products[r].text) for r in rows]
+    ids = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)
+    for i, seq in enumerate(seqs):
+        ids[i, : len(seq)] = torch.tensor(seq)
+    image = prepare_image(open_image(index, 11), IMAGE_SIZE)[None].expand(len(rows), -1, -1, -1)
+    with torch.inference_mode():
+        itm = index.model.match_score(image, ids, (ids != 0).long()).numpy()
+    assert index.model.config.fusion_stage > 1
+    for h, m in zip(hits, itm):
+        assert h.stage == "rerank" and h.match == pytest.approx(float(m), abs=1e-4)
+
+
 def test_bad_queries_say_what_is_wrong(index: CatalogueIndex) -> None:
     with pytest.raises(QueryError, match="exactly one"):
         index.search()

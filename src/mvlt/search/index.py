@@ -499,11 +499,13 @@ class CatalogueIndex:
         """ITM log-odds of the query with each of ``rows`` (a text with their images, or a photo
         with their texts), batched like the evaluation; NaN for a product whose image file cannot
         be read any more (logged), so one broken file does not break every query near it."""
-        scorer = model_scorer(self.model, "log_odds", self._ctx.autocast)
         out = np.full(len(rows), np.nan)
         wanted = list(range(len(rows)))
         if text is not None:
             wanted = [i for i in wanted if self._readable(int(rows[i]))]
+        if self.model.config.fusion_stage > 1:  # the query's unimodal stages once, not once per pair
+            return self._match_staged(text, picture, rows, wanted, out)
+        scorer = model_scorer(self.model, "log_odds", self._ctx.autocast)
         for at in range(0, len(wanted), self._ctx.batch_size):
             positions = wanted[at : at + self._ctx.batch_size]
             chunk = [int(rows[i]) for i in positions]
@@ -515,6 +517,36 @@ class CatalogueIndex:
                 ids, mask = self._ctx.text_batch(chunk)
                 images = self._query_pixels(picture)[None].expand(len(chunk), -1, -1, -1)
             out[positions] = scorer(images, ids, mask).float().cpu().numpy()
+        return out
+
+    def _match_staged(
+        self,
+        text: str | None,
+        picture: Image.Image | None,
+        rows: np.ndarray,
+        wanted: list[int],
+        out: np.ndarray,
+    ) -> np.ndarray:
+        """``_match`` for a model that fuses late: the query's unimodal features once (a photo's
+        image pass is most of a pair's cost), each candidate's once, the joint stages per pair."""
+        model, ctx = self.model, self._ctx
+        with ctx.autocast():
+            if text is not None:
+                ids, query_mask = self._query_tokens(text)
+                query = model.unimodal_features(input_ids=ids, attention_mask=query_mask)[1]
+            else:
+                query = model.unimodal_features(images=self._query_pixels(picture)[None])[0]
+            for at in range(0, len(wanted), ctx.batch_size):
+                positions = wanted[at : at + ctx.batch_size]
+                chunk = [int(rows[i]) for i in positions]
+                if text is not None:
+                    visual = model.unimodal_features(images=ctx.images(chunk))[0]
+                    tokens, mask = query.expand(len(chunk), -1, -1), query_mask.expand(len(chunk), -1)
+                else:
+                    ids, mask = ctx.text_batch(chunk)
+                    tokens = model.unimodal_features(input_ids=ids, attention_mask=mask)[1]
+                    visual = query.expand(len(chunk), -1, -1, -1)
+                out[positions] = model.match_score_joint(visual, tokens, mask).float().cpu().numpy()
         return out
 
     def _readable(self, row: int) -> bool:
