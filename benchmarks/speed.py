@@ -55,13 +55,8 @@ from common import (
     timed,
     write_json,
 )
-from mvlt.eval.retrieval import (
-    RetrievalProtocol,
-    model_embedder,
-    model_scorer,
-    run_retrieval,
-    staged_pair_scorer,
-)
+from mvlt.eval.retrieval import RetrievalProtocol, run_retrieval
+from mvlt.eval.scoring import model_embedder, model_scorer, staged_pair_scorer
 from mvlt.model.config import PAPER_DESIGN
 from mvlt.runtime import MALLOC_TUNING, cpu_has_native_bf16
 from mvlt.train.optim import build_optimizer, param_groups

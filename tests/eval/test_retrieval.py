@@ -17,7 +17,6 @@ from mvlt.eval.retrieval import (
     CandidateSet,
     RetrievalProtocol,
     load_candidates,
-    model_scorer,
     normalise_text,
     positive_rank,
     recall_metrics,
@@ -26,6 +25,7 @@ from mvlt.eval.retrieval import (
     sample_candidates,
     save_candidates,
 )
+from mvlt.eval.scoring import model_scorer
 
 from .fakes import Metadata, RowInputs, make_metadata
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import mvlt
-from mvlt.eval.retrieval import model_scorer, score_pairs, staged_pair_scorer
+from mvlt.eval.scoring import model_scorer, score_pairs, staged_pair_scorer
 
 
 class ItemInputs:

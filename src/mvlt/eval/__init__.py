@@ -12,13 +12,13 @@ from .retrieval import (
     CandidateSet,
     RetrievalProtocol,
     load_candidates,
-    model_scorer,
     positive_rank,
     run_retrieval,
     sample_candidates,
     save_candidates,
 )
 from .runner import TASKS, EvalOptions, evaluate, format_table
+from .scoring import model_scorer
 
 __all__ = [
     "TASKS",

@@ -12,7 +12,8 @@ import torch
 from ..exits import ERRORS, count_arg, fail
 from ..masking import IMAGE_MASK_STRATEGIES
 from .context import PRECISIONS
-from .retrieval import SCORES, TIE_RULES, TOPUP_RULES, RetrievalProtocol
+from .retrieval import TIE_RULES, TOPUP_RULES, RetrievalProtocol
+from .scoring import SCORES
 
 log = logging.getLogger("mvlt.eval")
 

@@ -35,13 +35,11 @@ from .retrieval import (
     RetrievalOutcome,
     RetrievalProtocol,
     load_candidates,
-    model_embedder,
-    model_scorer,
     resolve_scorers,
     run_retrieval,
     save_candidates,
-    staged_pair_scorer,
 )
+from .scoring import model_embedder, model_scorer, staged_pair_scorer
 
 log = logging.getLogger("mvlt.eval")
 

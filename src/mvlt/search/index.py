@@ -5,7 +5,8 @@ query), so the index stores each product's unit-length image and text embeddings
 (``model.encode_images`` / ``encode_texts``), a query is embedded once, and the first stage is an
 inner product over the index. ``rerank=K`` then scores the top K (query, product) pairs with the
 ITM head and orders them by ITC logit (cosine / temperature) + ITM log-odds: the ``itc+itm``
-scorer of the evaluation (``mvlt.eval.retrieval``), whose functions this module reuses.
+scorer of the evaluation (``mvlt.eval.retrieval``, ``mvlt.eval.scoring``), whose functions
+this module reuses.
 
 A text query is matched against the products' images and a photo against their texts (the
 cross-modal directions the model is trained and evaluated on); ``over`` can choose the same
@@ -32,7 +33,8 @@ from tqdm.auto import tqdm
 from ..data.catalogue import Catalogue, open_catalogue
 from ..data.images import ImageLoadError, load_image, prepare_image
 from ..eval.context import EvalContext
-from ..eval.retrieval import model_embedder, model_scorer, product_rows, reranked_scores
+from ..eval.retrieval import product_rows, reranked_scores
+from ..eval.scoring import model_embedder, model_scorer
 from ..exits import UsageError
 from ..fileio import atomic_directory
 from ..runtime import resolve_device, resolve_precision
