@@ -156,7 +156,7 @@ def staged_pair_scorer(
 
 
 def model_embedder(
-    model: Any, inputs: Any, batch_size: int = 64, autocast: Callable[[], Any] | None = None
+    model: Any, inputs: ItemInputs, batch_size: int = 64, autocast: Callable[[], Any] | None = None
 ) -> Embedder:
     """``model.encode_images`` / ``encode_texts`` over ``inputs`` (an ``EvalContext``), in batches,
     without autograd (a graph kept per batch would hold every batch's activations)."""
