@@ -279,3 +279,14 @@ def test_staged_match_score_equals_the_whole_pass(fusion_stage: int, match_head:
         staged = model.match_score_joint(visual, text, mask)
     assert whole.shape == staged.shape == (3,)
     torch.testing.assert_close(staged, whole, rtol=1e-4, atol=1e-4)
+
+
+def test_staged_scoring_refuses_what_it_cannot_pair(nano: mvlt.MVLT) -> None:
+    with pytest.raises(ValueError, match="needs images, input_ids or both"):
+        nano.unimodal_features()
+    batch = make_batch(3, 64, 9)
+    with torch.no_grad():
+        visual, _ = nano.unimodal_features(images=batch["images"])
+        _, text = nano.unimodal_features(input_ids=batch["input_ids"][:2])
+        with pytest.raises(ValueError, match="got 3 visual and 2 text rows"):
+            nano.match_score_joint(visual, text)

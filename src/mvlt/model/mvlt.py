@@ -299,6 +299,8 @@ class MVLT(nn.Module):
         the embedded inputs). A model that fuses late thus scores many pairs from one unimodal
         pass per image and per text, ALBEF's inference; padding never reaches a real token's
         features (it is a masked key), so a text's tokens do not depend on its batch."""
+        if images is None and input_ids is None:
+            raise ValueError("unimodal_features needs images, input_ids or both")
         visual = self._standardise(images) if images is not None else None
         text = self.text_embed(input_ids) if input_ids is not None else None
         for k in range(self.config.fusion_stage - 1):
@@ -310,6 +312,11 @@ class MVLT(nn.Module):
     ) -> torch.Tensor:
         """``B`` ITM log-odds of pairs given as their :meth:`unimodal_features` (row ``i`` of
         ``visual`` with row ``i`` of ``text``): the joint stages and the head only."""
+        if visual.shape[0] != text.shape[0]:
+            raise ValueError(
+                f"match_score_joint pairs row i of visual with row i of text: got {visual.shape[0]} "
+                f"visual and {text.shape[0]} text rows (expand the shared side to the batch)"
+            )
         features = self.forward_stages(visual, text, attention_mask, start=self.config.fusion_stage - 1)
         assert features.visual is not None
         return self._log_odds(features.cls, features.visual[-1].mean((2, 3)))
