@@ -15,7 +15,8 @@ from PIL import Image
 import mvlt
 from mvlt.eval import cli as eval_cli
 from mvlt.eval.retrieval import RetrievalProtocol
-from mvlt.eval.runner import EvalOptions, evaluate
+from mvlt.eval.run import EvalOptions
+from mvlt.eval.runner import evaluate
 
 
 def run_cli(argv: list[str]) -> int:
@@ -88,8 +89,8 @@ def test_all_tasks_skip_recognition_without_heads(tmp_path: Path) -> None:
 def hm_checkpoint(tmp_path_factory, hm_dir: Path, bert_vocab: Path) -> Path:
     """A random-init ``mvlt_nano`` at 64 px with recognition heads, the BERT tokenizer and the H&M
     training split's label maps, saved like a fine-tuned checkpoint."""
-    from mvlt.data.catalogue import open_catalogue
     from mvlt.data.labels import LabelMaps
+    from mvlt.data.sources import open_catalogue
     from mvlt.data.tokenizer import Tokenizer
 
     maps = LabelMaps.from_catalogue(open_catalogue(hm_dir, split="train"))

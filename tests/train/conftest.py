@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mvlt.data.catalogue import open_catalogue
+from mvlt.data.sources import open_catalogue
 from mvlt.data.tokenizer import Tokenizer
 from mvlt.train import train
 

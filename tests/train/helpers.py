@@ -52,7 +52,7 @@ def synthetic_manifest(folder: Path, num_products: int = NUM_PRODUCTS) -> Path:
     a real-photo catalogue whose files a test can break."""
     import csv
 
-    from mvlt.data.catalogue import open_catalogue
+    from mvlt.data.sources import open_catalogue
 
     folder.mkdir(parents=True, exist_ok=True)
     rows = []

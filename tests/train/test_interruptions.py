@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mvlt.data.catalogue import open_catalogue
 from mvlt.data.errors import DataError
+from mvlt.data.sources import open_catalogue
 from mvlt.train import TrainConfig, latest_checkpoint, list_checkpoints, train
 from mvlt.train.cli import main
 from mvlt.train.data import ResumableSampler

@@ -17,11 +17,12 @@ from .batches import (
     pad_sequences,
     sample_generator,
 )
-from .catalogue import Catalogue, CatalogueItem, ManifestCatalogue, open_catalogue
+from .catalogue import Catalogue, CatalogueItem, ManifestCatalogue
 from .errors import DataError, SkipLog
 from .fashiongen import FashionGenCatalogue
 from .images import ImageLoadError, load_image, prepare_image, to_rgb
 from .labels import LabelMaps
+from .sources import open_catalogue
 from .synthetic import SyntheticCatalogue
 from .tokenizer import BERT_VOCAB, Tokenizer, TokenizerError, bert_tokenizer
 

@@ -2,7 +2,7 @@
 
 Three sources implement it: a manifest (CSV/JSONL, this module), a Fashion-Gen HDF5 file
 (:mod:`.fashiongen`) and the procedural synthetic catalogue (:mod:`.synthetic`).
-:func:`open_catalogue` picks one from a path or the word ``synthetic``.
+:func:`~mvlt.data.sources.open_catalogue` picks one from a path or the word ``synthetic``.
 
 Every catalogue keeps its metadata in plain lists (``texts``, ``product_ids``, ``categories``,
 ``subcategories``, ``groups``) aligned with its indices, so ITM negative sampling and retrieval
@@ -34,8 +34,6 @@ from .labels import LabelMaps
 REQUIRED_COLUMNS = ("image", "text", "category", "subcategory", "product_id")
 GROUP_COLUMNS = ("product_code", "group")
 """Optional columns naming the product a row is a variant of (H&M's ``product_code``)."""
-MANIFEST_NAMES = ("metadata.csv", "metadata.jsonl", "manifest.csv", "manifest.jsonl")
-"""Files :func:`open_catalogue` looks for when given a directory."""
 ALL_SPLITS = ("all", "none")
 """Split names meaning "every row", the same in every command (``--split all``)."""
 
@@ -421,45 +419,3 @@ def _verify_image(path: Path) -> ImageLoadError | None:
     except ImageLoadError as err:
         return err
     return None
-
-
-# -------------------------------------------------------------------------------- open_catalogue
-def open_catalogue(path_or_name: str | Path, split: str | None = None, **options: Any) -> Catalogue:
-    """Open a catalogue: ``"synthetic"``, a Fashion-Gen ``.h5`` file (or a folder holding
-    ``fashiongen_256_256_{split}.h5``), or a CSV/JSONL manifest (or a folder holding
-    ``metadata.csv`` / ``metadata.jsonl`` / ``manifest.csv`` / ``manifest.jsonl``).
-
-    ``options`` go to the catalogue class: :class:`ManifestCatalogue`,
-    :class:`~mvlt.data.fashiongen.FashionGenCatalogue` or
-    :class:`~mvlt.data.synthetic.SyntheticCatalogue` (see their docstrings). All accept
-    ``skip_bad_rows``. ``split`` ``all`` (or None) means every row.
-    """
-    split = normalise_split(split)
-    if isinstance(path_or_name, str) and path_or_name.strip().lower() == "synthetic":
-        from .synthetic import SyntheticCatalogue
-
-        return SyntheticCatalogue(split=split, **options)
-    path = Path(path_or_name)
-    if path.is_dir():
-        from .fashiongen import find_fashiongen_file
-
-        h5 = find_fashiongen_file(path, split)
-        if h5 is not None:
-            path = h5
-        else:
-            found = next((path / n for n in MANIFEST_NAMES if (path / n).is_file()), None)
-            if found is None:
-                names = ", ".join(MANIFEST_NAMES)
-                raise FileNotFoundError(f"{path} holds no manifest ({names}) and no Fashion-Gen .h5 file")
-            path = found
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        from .fashiongen import FashionGenCatalogue
-
-        return FashionGenCatalogue(path, split=split, **options)
-    if path.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
-        return ManifestCatalogue(path, split=split, **options)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"catalogue not found: {path} (expected a manifest, a .h5 file or 'synthetic')"
-        )
-    raise ValueError(f"{path}: unknown catalogue format (expected .csv, .jsonl, .h5 or 'synthetic')")

@@ -9,7 +9,7 @@ import argparse
 from typing import Any
 
 from ..exits import ERRORS, fail
-from .catalogue import open_catalogue
+from .sources import open_catalogue
 from .tokenizer import DEFAULT_MAX_LENGTH, Tokenizer
 
 

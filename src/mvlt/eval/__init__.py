@@ -17,7 +17,8 @@ from .retrieval import (
     sample_candidates,
     save_candidates,
 )
-from .runner import TASKS, EvalOptions, evaluate, format_table
+from .run import EvalOptions
+from .runner import TASKS, evaluate, format_table
 from .scoring import model_scorer
 
 __all__ = [

@@ -95,8 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def open_split(data: str, split: str | None, **options: object):
     """Open the evaluation split; without ``--split`` try ``test`` then ``validation`` (Fashion-Gen)."""
-    from ..data.catalogue import open_catalogue
     from ..data.errors import DataError
+    from ..data.sources import open_catalogue
 
     if data.strip().lower() != "synthetic" and not Path(data).exists():
         raise FileNotFoundError(f"--data {data}: no such file or directory")
@@ -118,7 +118,8 @@ def open_split(data: str, split: str | None, **options: object):
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..model import MVLT
-    from .runner import EvalOptions, evaluate, format_table, parse_tasks
+    from .run import EvalOptions
+    from .runner import evaluate, format_table, parse_tasks
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:

@@ -16,7 +16,7 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,9 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 from . import names
 from .curves import draw_curves, read_losses
 from .retrieval import scorer_tag
-
-if TYPE_CHECKING:
-    from .runner import EvalRun
+from .run import EvalRun
 
 THUMB = 112
 TEXT_CHARS = 160

@@ -1,14 +1,16 @@
 """Checkpoint directories: ``model.safetensors`` + ``config.json`` (+ tokenizer, label maps).
 
 Loading never unpickles. A checkpoint that does not fit the model it describes fails with the
-names of the missing, unexpected and mis-shaped tensors.
+names of the missing, unexpected and mis-shaped tensors. This module does not import the model
+(:mod:`.mvlt` imports it to save and load itself): the model class comes in as an argument.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -16,13 +18,24 @@ from safetensors.torch import load_file, save_file
 
 from ..fileio import atomic_write, atomic_write_text, read_json
 from .config import MVLTConfig
-from .mvlt import MVLT
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 LABELS_NAME = "labels.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 FORMAT_VERSION = 1
+
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+
+
+class Checkpointable(Protocol):
+    """What a checkpoint stores of a model (an :class:`~mvlt.model.mvlt.MVLT`)."""
+
+    config: MVLTConfig
+    tokenizer: Any
+    label_maps: Any
+
+    def state_dict(self) -> Mapping[str, torch.Tensor]: ...
 
 
 class CheckpointError(ValueError):
@@ -59,7 +72,7 @@ def load_state_checked(model: torch.nn.Module, state: Mapping[str, torch.Tensor]
     model.load_state_dict(state, strict=True)
 
 
-def save_pretrained(model: MVLT, directory: str | Path) -> Path:
+def save_pretrained(model: Checkpointable, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -91,11 +104,16 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is truncated or not a safetensors file: {err}") from err
 
 
-def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu") -> MVLT:
+def load_pretrained(
+    model_class: Callable[[MVLTConfig], ModelT],
+    directory: str | Path,
+    map_location: str | torch.device = "cpu",
+) -> ModelT:
+    """``model_class(config)`` with the directory's weights, tokenizer and label maps."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint directory not found: {directory}")
-    model = MVLT(read_config(directory))
+    model = model_class(read_config(directory))
     load_state_checked(model, read_weights(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
     if (directory / TOKENIZER_CONFIG_NAME).is_file():
         from ..data.tokenizer import Tokenizer

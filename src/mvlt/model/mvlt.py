@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import io as checkpoints
 from .config import LossWeights, MVLTConfig
 from .decoders import build_decoder
 from .encoder import EncoderOutput, Stage, TextEmbedding
@@ -487,16 +488,12 @@ class MVLT(nn.Module):
     # ------------------------------------------------------------------------------ checkpoints
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``model.safetensors`` + ``config.json`` (+ tokenizer and label maps when set)."""
-        from .io import save_pretrained
-
-        return save_pretrained(self, directory)
+        return checkpoints.save_pretrained(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> MVLT:
         """Load a directory written by ``save_pretrained``. Never unpickles anything."""
-        from .io import load_pretrained
-
-        return load_pretrained(directory, map_location=map_location)
+        return checkpoints.load_pretrained(cls, directory, map_location=map_location)
 
 
 def _clean_text(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,8 +30,9 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..data.catalogue import Catalogue, open_catalogue
+from ..data.catalogue import Catalogue
 from ..data.images import ImageLoadError, load_image, prepare_image
+from ..data.sources import open_catalogue
 from ..eval.context import EvalContext
 from ..eval.retrieval import product_rows, reranked_scores
 from ..eval.scoring import model_embedder, model_scorer

@@ -12,8 +12,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..data.batches import PairDataset, PretrainDataset
-from ..data.catalogue import Catalogue, open_catalogue
+from ..data.catalogue import Catalogue
 from ..data.labels import LabelMaps
+from ..data.sources import open_catalogue
 from ..data.tokenizer import CONFIG_NAME as TOKENIZER_CONFIG
 from ..data.tokenizer import VOCAB_NAME, Tokenizer, bert_tokenizer
 from .config import TrainConfig

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
@@ -33,19 +32,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.audit import audit_lines
 from ..data.errors import DataError
-from ..data.labels import LabelMaps
-from ..data.tokenizer import Tokenizer
 from ..exits import RunFailed
 from ..masking import IGNORE_INDEX
 from ..model.config import OBJECTIVES, LossWeights
-from ..model.io import load_state_checked
-from ..model.mvlt import MVLT
-from ..model.registry import get_config
 from ..runtime import Precision, resolve_precision
 from . import checkpoint as ckpt
 from .calibrate import training_workload
 from .config import TrainConfig
-from .data import ResumableSampler, build_dataset, epoch_loader, open_training_catalogue, resolve_tokenizer
+from .data import ResumableSampler, build_dataset, epoch_loader
 from .distributed import (
     FeatureGather,
     Runtime,
@@ -56,18 +50,15 @@ from .distributed import (
     gather_objects,
     init_runtime,
 )
+from .model_setup import build_model_and_data, freeze_unused
 from .optim import build_optimizer
 from .resume import RunExistsError, bad_row_message, prepare_out, restore
-from .runlog import RunLog, Window
+from .runlog import RunLog, Window, progress_bar
 from .schedule import WarmupCosine, warmup_steps
 from .stop import TIME_BUDGET, StopFlag
 
 COUNTED_LOSSES = {"mlm": "mlm_labels", "category": "category_labels", "subcategory": "subcategory_labels"}
 """Losses that average over labelled positions only; normalised by the global-batch count."""
-HEADS = {"itc": "itc_head", "mir": "decoder", "itm": "itm_head", "mlm": "mlm_head",
-         "category": "category_head", "subcategory": "subcategory_head"}  # fmt: skip
-"""The module each objective trains on top of the encoder; frozen when its objective is off."""
-ENCODER = ("text_embed", "stages")
 __all__ = ["TIME_BUDGET", "NonFiniteLossError", "RunExistsError", "TrainResult", "train"]
 
 
@@ -138,14 +129,15 @@ class Trainer:
         self.gather = FeatureGather(runtime)
         _seed_everything(config.seed)
 
-        self.model, self.catalogue, self.image_size = self._build_model_and_data(
-            self.resumed.model if self.resumed is not None else None
+        resumed_model = self.resumed.model if self.resumed is not None else None
+        self.model, self.catalogue, self.image_size = build_model_and_data(
+            config, runtime, self.weights, self.itm_negatives, resumed_model
         )
         self.dataset = build_dataset(
             config, self.catalogue, self.model.tokenizer, self.model.label_maps, self.image_size,
             self.weights, self.input_schedule,
         )  # fmt: skip
-        self._freeze()
+        freeze_unused(self.model, self.weights, config.freeze_encoder)
         self.model.to(runtime.device)
         self.net: torch.nn.Module = self.model
         if runtime.distributed:
@@ -187,108 +179,6 @@ class Trainer:
             self._restore()
 
     # -------------------------------------------------------------------------- set-up parts
-    def _build_model_and_data(self, resumed: MVLT | None) -> tuple[MVLT, Any, int]:
-        """Model (with ``tokenizer`` and ``label_maps`` attached), training catalogue, image size."""
-        cfg = self.config
-        if resumed is not None:  # everything comes from the checkpoint
-            model = resumed
-            image_size = cfg.image_size or model.config.image_size
-            catalogue = open_training_catalogue(cfg, image_size)
-            return model, catalogue, image_size
-
-        init = MVLT.from_pretrained(cfg.init) if cfg.init else None
-        if cfg.task == "finetune":
-            assert init is not None
-            image_size = cfg.image_size or init.config.image_size
-        else:
-            image_size = cfg.image_size or get_config(cfg.model, **cfg.model_overrides).image_size
-        catalogue = open_training_catalogue(cfg, image_size)
-        label_maps = LabelMaps.from_catalogue(catalogue)
-        if self.runtime.is_main or (cfg.tokenizer or "").lower() != "train":
-            tokenizer = resolve_tokenizer(cfg, catalogue, fallback=init.tokenizer if init else None)
-        else:
-            tokenizer = None
-        if (cfg.tokenizer or "").lower() == "train":  # train once, share it
-            tokenizer = broadcast_object(tokenizer, self.runtime)
-        assert tokenizer is not None
-        heads = {
-            "num_categories": label_maps.num_categories if self.weights["category"] else 0,
-            "num_subcategories": label_maps.num_subcategories if self.weights["subcategory"] else 0,
-        }
-        if init is None:
-            overrides = {**cfg.recipe_model_overrides(), "max_text_len": cfg.max_text_len, **heads}
-            self._check_vocab(overrides.get("vocab_size"), tokenizer, "model_overrides.vocab_size")
-            overrides["vocab_size"] = tokenizer.vocab_size
-            if cfg.image_size:
-                overrides["image_size"] = cfg.image_size
-            model = MVLT(get_config(cfg.model, **overrides))
-        else:
-            model = self._from_init(init, heads, label_maps)
-            self._check_vocab(model.config.vocab_size, tokenizer, f"--init {cfg.init}")
-        model.tokenizer, model.label_maps = tokenizer, label_maps
-        self._check_heads(model)
-        return model, catalogue, image_size
-
-    def _check_heads(self, model: MVLT) -> None:
-        """ITC (and ITM on ITC-mined negatives) need the ITC heads, which the paper's model lacks."""
-        if model.itc_head is None and (self.weights["itc"] or self.itm_negatives == "itc"):
-            source = (
-                f"--init {self.config.init}"
-                if self.config.init
-                else f"model_overrides {self.config.model_overrides}"
-            )
-            raise ValueError(
-                f"objective itc needs ITC heads, but {source} gives a model without them "
-                "(contrastive_dim = 0); drop itc from --objectives or use --recipe paper"
-            )
-
-    def _from_init(self, init: MVLT, heads: dict[str, int], label_maps: LabelMaps) -> MVLT:
-        """A model shaped like ``init`` with recognition heads for ``label_maps``: encoder and the
-        other heads keep ``init``'s weights; the recognition heads are fresh unless ``init`` had
-        heads for exactly these label maps."""
-        config = init.config.replace(**{**self.config.model_overrides, **heads})
-        model = MVLT(config)  # fresh (seeded) recognition heads
-        same_labels = init.label_maps is not None and init.label_maps == label_maps
-        state = init.state_dict()
-        fresh = model.state_dict()
-        for head, size_field in (
-            ("category_head", "num_categories"),
-            ("subcategory_head", "num_subcategories"),
-        ):
-            if not (same_labels and getattr(init.config, size_field) == heads[size_field]):
-                state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
-                state.update({k: v for k, v in fresh.items() if k.startswith(head + ".")})
-        load_state_checked(model, state, f"--init {self.config.init}")
-        return model
-
-    @staticmethod
-    def _check_vocab(vocab_size: int | None, tokenizer: Tokenizer, what: str) -> None:
-        if vocab_size is not None and int(vocab_size) != tokenizer.vocab_size:
-            raise ValueError(
-                f"{what} has a vocabulary of {vocab_size} tokens but the tokenizer has "
-                f"{tokenizer.vocab_size}; pass a matching --tokenizer"
-            )
-
-    def _freeze(self) -> None:
-        """Freeze heads whose objective is off (they would get no gradient, which DDP rejects)
-        and, with ``freeze_encoder``, the encoder."""
-        shared_itc = self.model.config.match_head == "fused" and self.weights["itm"]
-        for objective, module_name in HEADS.items():
-            module = getattr(self.model, module_name, None)
-            in_use = self.weights[objective] or (
-                objective == "itc" and shared_itc
-            )  # the fused head's projections
-            if module is not None and not in_use:
-                module.requires_grad_(False)
-        if self.config.freeze_encoder:
-            for name in ENCODER:
-                getattr(self.model, name).requires_grad_(False)
-        trainable = self.model.num_parameters(trainable_only=True)
-        if trainable == 0:
-            raise ValueError(
-                "nothing to train: every parameter is frozen by the objectives and --freeze-encoder"
-            )
-
     def _choose_precision(self) -> Precision:
         """``--precision``; ``auto`` on a CPU with native bf16 times one micro-batch in fp32 and
         bf16 (rank 0, or the cache) and every rank takes the faster."""
@@ -329,7 +219,8 @@ class Trainer:
         for line in audit_lines(self.catalogue):  # already on stderr, logged when the catalogue opened
             self.log.info(line, echo=False)
         window, losses, interrupted = Window(), {}, None
-        progress = self._progress_bar(start_step)
+        show_progress = self.runtime.is_main and cfg.progress
+        progress = progress_bar(self.total_steps, start_step, cfg.task) if show_progress else None
         try:
             with StopFlag() as stop:
                 for micro in self._remaining_steps():
@@ -595,27 +486,9 @@ class Trainer:
             f"{torch.get_num_threads()} thread(s)",
         ))  # fmt: skip
 
-    def _progress_bar(self, start: int) -> Any:
-        if not (self.runtime.is_main and self.config.progress):
-            return None
-        from tqdm import tqdm
-
-        interactive = sys.stderr.isatty()  # in a log file, a line every 30 s is plenty
-        return tqdm(total=self.total_steps, initial=start, desc=self.config.task, unit="step",
-                    dynamic_ncols=True, file=sys.stderr,
-                    mininterval=0.5 if interactive else 30.0)  # fmt: skip
-
     def _log_metrics(self, window: Window) -> None:
-        means = window.means()
-        record = {
-            "step": self.step,
-            "epoch": round(self.step / self.steps_per_epoch, 4),
-            "lr": self.optimizer.param_groups[0]["lr"],
-            **{f"loss/{k}" if k in (*OBJECTIVES, "total") else k: v for k, v in means.items() if k != "lr"},
-            "samples_per_s": round(window.samples_per_second(), 3),
-            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        self.log.metrics(record, self.step)
+        epoch = round(self.step / self.steps_per_epoch, 4)
+        self.log.metrics(window.record(self.step, epoch, self.optimizer.param_groups[0]["lr"]), self.step)
 
     def _finish(
         self, start: int, started: float, losses: dict[str, float], interrupted: str | None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,28 @@ class Window:
     def samples_per_second(self) -> float:
         return self.samples / self.seconds if self.seconds else 0.0
 
+    def record(self, step: int, epoch: float, lr: float) -> dict[str, Any]:
+        """This window's ``metrics.jsonl`` record, logged at ``step`` (losses as ``loss/<name>``)."""
+        means = {k: v for k, v in self.means().items() if k != "lr"}
+        return {
+            "step": step,
+            "epoch": epoch,
+            "lr": lr,
+            **{f"loss/{k}" if k in (*OBJECTIVES, "total") else k: v for k, v in means.items()},
+            "samples_per_s": round(self.samples_per_second(), 3),
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
     def postfix(self, lr: float) -> str:
         means = self.means()
         parts = " ".join(f"{k} {means[k]:.3f}" for k in (*OBJECTIVES, "total") if k in means)
         return f"{parts} lr {lr:.2e} {self.samples_per_second():.1f} samples/s"
+
+
+def progress_bar(total: int, initial: int, desc: str) -> Any:
+    """A tqdm bar of optimizer steps on stderr."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()  # in a log file, a line every 30 s is plenty
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr,
+                mininterval=0.5 if interactive else 30.0)  # fmt: skip
