@@ -5,8 +5,9 @@
 Forward + backward of the ``mvlt_tiny`` shapes at 256 px, batch 8, fp32 and bf16 autocast:
 1. the strided convolutions (4 patch embeddings, 3 spatial reductions): ``nn.Conv2d`` against
    ``patch_tokens`` (one GEMM over the patches, on the token layout the encoder has);
-2. attention of the four stages (~150 keys after spatial reduction): PyTorch's SDPA against the
-   written-out ``attention`` (two batched matmuls around a softmax);
+2. attention of the four stages (~150 keys after spatial reduction): PyTorch's SDPA and the first
+   written-out form (``bmm``, scale, mask fill, softmax, ``bmm``) against ``attention`` (scale and
+   mask carried by a ``baddbmm``);
 3. the U-Net decoder on channels-last maps (as the encoder hands them): ``nn.GroupNorm`` in bf16
    against the decoder's ``GroupNorm``, which normalises bf16 input in fp32;
 4. one AdamW step over all ``mvlt_tiny`` parameters (any precision: the weights are fp32):
@@ -87,6 +88,14 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) 
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
+def separate_scale_and_mask(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The written-out attention as first shipped: two more passes over the scores."""
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+
+
 def attention_step(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor], mask: torch.Tensor) -> None:
     out = fn(*inputs, mask)
     out.backward(torch.ones_like(out))
@@ -94,15 +103,14 @@ def attention_step(fn: Callable[..., torch.Tensor], inputs: list[torch.Tensor], 
 
 def attention_pass(bf16: bool, reps: int) -> dict[str, float]:
     dtype = torch.bfloat16 if bf16 else torch.float32
-    total = {"sdpa": 0.0, "written_out": 0.0}
+    variants = {"sdpa": sdpa, "separate_scale_and_mask": separate_scale_and_mask, "baddbmm": attention}
+    total = dict.fromkeys(variants, 0.0)
     for heads, n in ATTENTION:
         mask = torch.ones(B, 1, 1, 141, dtype=torch.bool)
         mask[..., -30:] = torch.rand(B, 1, 1, 30) > 0.5  # padded text keys
         inputs = [torch.randn(B, heads, m, 64, dtype=dtype, requires_grad=True) for m in (n, 141, 141)]
-        variants = {
-            name: partial(attention_step, fn, inputs, mask) for name, fn in zip(total, (sdpa, attention))
-        }
-        seconds = best_seconds(variants, reps)
+        steps = {name: partial(attention_step, fn, inputs, mask) for name, fn in variants.items()}
+        seconds = best_seconds(steps, reps)
         total = {name: total[name] + seconds[name] for name in total}
     return total
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,6 +118,25 @@ def count_flops(fn: Callable[[], object]) -> int:
     with sdpa_kernel(SDPBackend.MATH), counter:
         fn()
     return counter.get_total_flops()
+
+
+MATMUL_KERNELS = frozenset(
+    {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+     "aten::convolution_backward", "aten::_scaled_dot_product_flash_attention_for_cpu",
+     "aten::_scaled_dot_product_flash_attention_for_cpu_backward"}
+)  # fmt: skip
+"""The matrix-product and convolution kernels (self time: the dispatch layers above them excluded)."""
+
+
+def matmul_seconds(fn: Callable[[], object], iters: int) -> float:
+    """Seconds per call of ``fn`` spent inside :data:`MATMUL_KERNELS` (``torch.profiler`` self
+    time): how long ``fn`` would take if every other operation (norms, activations, casts,
+    softmax, the optimizer) took no time at all, a hard ceiling on what removing them can give."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iters):
+            fn()
+    events = prof.key_averages()
+    return sum(e.self_cpu_time_total for e in events if e.key in MATMUL_KERNELS) / 1e6 / iters
 
 
 def peak_rss_gb() -> float:

@@ -51,6 +51,7 @@ from common import (
     machine,
     make_batch,
     matmul_peak_gflops,
+    matmul_seconds,
     peak_rss_gb,
     timed,
     write_json,
@@ -134,6 +135,8 @@ def train_worker(args: argparse.Namespace) -> dict:
 
     seconds = timed(step, warmup=args.warmup, iters=args.iters)
     result = {"samples_per_s": args.batch_size / seconds, "peak_rss_gb": peak_rss_gb()}
+    if args.profile:
+        result["matmul_seconds_per_step"] = matmul_seconds(step, args.iters)
     if args.count_flops:
         model.zero_grad(set_to_none=True)
 
@@ -256,7 +259,7 @@ def run_worker(args: argparse.Namespace, kind: str, **changes: object) -> dict:
         "micro_batch": args.batch_size, "threads": args.threads, "negatives": args.negatives,
         "text_length": args.text_length, "chunk": 8, "pairs": 0, "precision": "fp32",
         "variant": "mvlt", "iters": args.iters, "queries": args.queries, "warmup": getattr(args, "warmup", 2),
-        "count_flops": 0, "pool": 0,
+        "count_flops": 0, "pool": 0, "profile": 0,
     }  # fmt: skip
     options.update(changes)
     cmd = [sys.executable, __file__, "--worker", kind]
@@ -279,7 +282,7 @@ def worker_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", choices=list(WORKERS))
     for name in ("image-size", "batch-size", "micro-batch", "threads", "negatives", "text-length", "chunk"):
         p.add_argument(f"--{name}", type=int)
-    for name in ("pairs", "iters", "queries", "warmup", "count-flops", "pool"):
+    for name in ("pairs", "iters", "queries", "warmup", "count-flops", "pool", "profile"):
         p.add_argument(f"--{name}", type=int)
     for name in ("model", "precision", "variant"):
         p.add_argument(f"--{name}")
@@ -326,7 +329,7 @@ def main() -> None:
     r: dict[str, float] = {}
     slow = {"iters": 1, "warmup": 1, "queries": 1, "pairs": 8} if not native else {}
     plan = [
-        ("train fp32, batch 8", "train", {"count_flops": 1}, "train_samples_per_s_fp32"),
+        ("train fp32, batch 8", "train", {"count_flops": 1, "profile": 1}, "train_samples_per_s_fp32"),
         ("train fp32, 2 x 4", "train", {"micro_batch": 4}, "train_samples_per_s_fp32_accum2"),
         ("retrieval fp32", "retrieval", {"count_flops": 1}, "retrieval_pairs_per_s_fp32"),
         ("retrieval fp32 + int8 linears", "retrieval", {"variant": "int8"}, "retrieval_pairs_per_s_int8"),
@@ -336,7 +339,12 @@ def main() -> None:
         args.skip_bf16 = True
     if not args.skip_bf16:
         plan += [
-            ("train bf16, batch 8", "train", {"precision": "bf16", **slow}, "train_samples_per_s_bf16"),
+            (
+                "train bf16, batch 8",
+                "train",
+                {"precision": "bf16", "profile": 1, **slow},
+                "train_samples_per_s_bf16",
+            ),
             ("retrieval bf16", "retrieval", {"precision": "bf16", **slow}, "retrieval_pairs_per_s_bf16"),
         ]
     if not args.skip_released:
@@ -344,7 +352,7 @@ def main() -> None:
             (
                 "released-equiv. train fp32",
                 "train",
-                {"variant": "released", "count_flops": 1},
+                {"variant": "released", "count_flops": 1, "profile": 1},
                 "released_train_samples_per_s",
             ),
             (
@@ -357,7 +365,12 @@ def main() -> None:
         if native and not args.skip_bf16:
             released_bf16 = {"variant": "released", "precision": "bf16"}
             plan += [
-                ("released-equiv. train bf16", "train", released_bf16, "released_train_samples_per_s_bf16"),
+                (
+                    "released-equiv. train bf16",
+                    "train",
+                    {**released_bf16, "profile": 1},
+                    "released_train_samples_per_s_bf16",
+                ),
                 (
                     "released-equiv. retrieval bf16",
                     "retrieval",
@@ -380,6 +393,13 @@ def main() -> None:
         for flops in ("flops_per_sample", "flops_per_pair"):
             if flops in out:
                 r[f"{'released_' if changes.get('variant') == 'released' else ''}{kind}_{flops}"] = out[flops]
+        if "matmul_seconds_per_step" in out:
+            r[key.replace("samples_per_s", "matmul_share")] = (
+                out["matmul_seconds_per_step"] * r[key] / args.batch_size
+            )
+            r[key.replace("samples_per_s", "matmul_bound_samples_per_s")] = (
+                args.batch_size / out["matmul_seconds_per_step"]
+            )
         rss = f", peak RSS {out['peak_rss_gb']:.2f} GB" if "peak_rss_gb" in out else ""
         print(f"  {label:32s} {r[key]:8.2f} {'samples' if kind == 'train' else 'pairs'}/s{rss}", flush=True)
     os.unlink(args.lengths_file)
@@ -433,6 +453,18 @@ def print_targets(r: dict[str, float]) -> None:
             r[f"{task}_best_over_released_best"] = ours[task] / max(released)
             print(f"{task}: our best {ours[task]:.2f} / released-equivalent best {max(released):.2f} = "
                   f"{r[f'{task}_best_over_released_best']:.2f}x")  # fmt: skip
+    bounds = {k: v for k, v in r.items() if k.startswith("train_matmul_bound_samples_per_s")}
+    released_train = [v for k, v in r.items() if k.startswith("released_train_samples_per_s")]
+    if bounds and released_train:  # what the training target could reach at most, in this run
+        best = max(ours["train"], max(bounds.values()))
+        ceiling = r["train_matmul_bound_over_released_best"] = best / max(released_train)
+        shares = ", ".join(
+            f"{k.removeprefix('train_matmul_share_')} {v:.0%}"
+            for k, v in r.items()
+            if k.startswith("train_matmul_share")
+        )
+        print(f"  ceiling: our step's matmul + conv kernels alone (their share of it: {shares}) allow "
+              f"at most {best:.2f} samples/s = {ceiling:.2f}x")  # fmt: skip
     released = [v for k, v in r.items() if k.startswith("released_retrieval_pairs_per_s")]
     for key in [k for k in r if k.startswith("protocol_pairs_per_s_")]:
         if released:  # one list is in "our best" above; the pooled rows depend on the pool, so apart

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -24,3 +25,26 @@ def test_speed_protocol_worker_ranks_every_slot(variant: str, monkeypatch: pytes
     out = speed.protocol_worker(args)
     assert out["slots"] == 2 * 101 * 2  # queries x candidates x directions
     assert out["pairs_per_s"] == pytest.approx(out["slots"] / out["seconds"])
+
+
+def test_matmul_seconds_counts_matrix_products_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from common import matmul_seconds
+
+    a = torch.randn(128, 128)
+    assert matmul_seconds(lambda: torch.relu(a).exp().sum(), iters=2) == 0
+    assert matmul_seconds(lambda: (a @ a).relu(), iters=2) > 0
+
+
+def test_speed_train_worker_reports_the_matmul_time_of_its_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.delitem(sys.modules, "speed", raising=False)
+    import speed
+
+    monkeypatch.setattr(speed, "lengths", lambda: [12, 20, 31])
+    args = argparse.Namespace(
+        model="mvlt_nano", image_size=64, batch_size=2, micro_batch=2, precision="fp32", variant="mvlt",
+        text_length=0, warmup=1, iters=2, profile=1, count_flops=0,
+    )  # fmt: skip
+    out = speed.train_worker(args)
+    assert out["samples_per_s"] > 0 and out["matmul_seconds_per_step"] > 0

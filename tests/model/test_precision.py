@@ -60,6 +60,9 @@ def test_bf16_attention_on_cpu_matches_fp32_sdpa() -> None:
     for got, want in zip(inputs, exact):
         torch.testing.assert_close(got.grad.float(), want.grad, rtol=0.05, atol=0.05)
     assert inputs[1].grad[1, ..., 8:, :].abs().max() == 0  # masked keys get no gradient
+    unmasked = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), None)  # image-only passes
+    reference = F.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(unmasked.float(), reference, rtol=0.05, atol=0.03)
 
 
 def test_decoder_group_norm_normalises_bf16_in_fp32() -> None:

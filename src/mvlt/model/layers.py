@@ -68,13 +68,22 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     its math kernel computes in fp32, while the keys here are few (spatial reduction keeps them
     to ~150), so the score matrix is small; measured on an AVX-512 BF16 EPYC, forward + backward
     of the four stages' attention took 94 ms against 177 ms with SDPA (1 thread, batch 8, 256 px).
+    The scale and the padding mask (as an additive bias) ride on the first matmul (``baddbmm``),
+    which saves two passes over the score matrix forward and one backward.
     """
     if q.device.type != "cpu" or q.dtype == torch.float32:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return scores.softmax(-1) @ v
+    b, heads, n, d = q.shape
+    m = k.shape[-2]
+    if mask is None:
+        bias, beta = q.new_zeros(()), 0.0
+    else:
+        bias = q.new_zeros(mask.shape).masked_fill_(~mask, float("-inf"))
+        bias, beta = bias.expand(b, heads, 1, m).reshape(b * heads, 1, m), 1.0
+    scores = torch.baddbmm(
+        bias, q.reshape(b * heads, n, d), k.reshape(b * heads, m, d).transpose(1, 2), beta=beta, alpha=d**-0.5
+    )
+    return (scores.softmax(-1) @ v.reshape(b * heads, m, d)).view(b, heads, n, d)
 
 
 class PatchEmbed(nn.Module):
