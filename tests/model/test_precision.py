@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import mvlt
+from mvlt.model import layers
 from mvlt.model.decoders import GroupNorm
 from mvlt.model.layers import attention, patch_tokens
 
@@ -42,8 +43,11 @@ def test_patch_tokens_is_the_strided_convolution(cin: int, cout: int, k: int, si
         torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
 
 
-def test_bf16_attention_on_cpu_matches_fp32_sdpa() -> None:
-    """The written-out bf16 path agrees with fp32 SDPA to bf16 rounding; fp32 is SDPA itself."""
+@pytest.mark.parametrize("native", ["avx512_bf16", None])
+def test_bf16_attention_on_cpu_matches_fp32_sdpa(native: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The written-out bf16 path (native bf16) and SDPA (emulated bf16) agree with fp32 SDPA to
+    bf16 rounding; fp32 is SDPA itself."""
+    monkeypatch.setattr(layers, "cpu_has_native_bf16", lambda: native)
     torch.manual_seed(0)
     q, k, v = torch.randn(2, 3, 40, 16), torch.randn(2, 3, 12, 16), torch.randn(2, 3, 12, 16)
     mask = torch.ones(2, 1, 1, 12, dtype=torch.bool)
@@ -63,6 +67,9 @@ def test_bf16_attention_on_cpu_matches_fp32_sdpa() -> None:
     unmasked = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), None)  # image-only passes
     reference = F.scaled_dot_product_attention(q, k, v)
     torch.testing.assert_close(unmasked.float(), reference, rtol=0.05, atol=0.03)
+    low = [t.bfloat16() for t in (q, k, v)]
+    sdpa = F.scaled_dot_product_attention(*low, attn_mask=mask)
+    assert torch.equal(attention(*low, mask), sdpa) == (native is None)
 
 
 def test_decoder_group_norm_normalises_bf16_in_fp32() -> None:
