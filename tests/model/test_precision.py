@@ -72,13 +72,13 @@ def test_bf16_attention_on_cpu_matches_fp32_sdpa(native: str | None, monkeypatch
     assert torch.equal(attention(*low, mask), sdpa) == (native is None)
 
 
-def test_decoder_group_norm_normalises_bf16_in_fp32() -> None:
+def test_decoder_group_norm_keeps_bf16_channels_last_and_the_values() -> None:
     torch.manual_seed(0)
     norm = GroupNorm(2, 8)
     x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = norm(x.bfloat16())
-    assert out.dtype == torch.bfloat16
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(out.float(), torch.nn.GroupNorm(2, 8)(x), rtol=0.02, atol=0.02)
     torch.testing.assert_close(norm(x), F.group_norm(x, 2, norm.weight, norm.bias, norm.eps))
 

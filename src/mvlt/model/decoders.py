@@ -16,19 +16,20 @@ def _up2(x: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
 
 
 class GroupNorm(nn.GroupNorm):
-    """``nn.GroupNorm`` that normalises in fp32 when the input arrives in bf16 on a CPU.
+    """``nn.GroupNorm`` that normalises a reduced-precision channels-last map on a CPU in the
+    NCHW layout, and hands it back channels-last.
 
-    The encoder hands the decoder channels-last maps (views of its tokens), and PyTorch's bf16
-    GroupNorm backward on channels-last input is ~3x slower than fp32's; the two casts cost less
-    (measured: U-Net decoder forward + backward 423 -> 326 ms under bf16 autocast, batch 8, 256 px,
-    1 thread of an AVX-512 BF16 EPYC). The output keeps the input's dtype.
+    The encoder hands the decoder channels-last maps (views of its tokens), on which PyTorch's
+    CPU bf16 GroupNorm is slow (forward + backward at 256 px, batch 8: 64 ms, against 14 ms on
+    NCHW and 70 ms normalising in fp32, the first fix); the convolutions around it run faster
+    channels-last, so the map goes to NCHW and back (U-Net decoder forward + backward under bf16
+    autocast, 2 threads: ``python benchmarks/bf16_kernels.py --parts decoder``).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32 or x.device.type != "cpu":
+        if x.dtype == torch.float32 or x.device.type != "cpu" or x.is_contiguous():
             return super().forward(x)
-        with torch.autocast("cpu", enabled=False):
-            return super().forward(x.float()).to(x.dtype)
+        return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
 
 
 class ConvGNAct(nn.Sequential):
