@@ -70,6 +70,9 @@ def test_bf16_attention_on_cpu_matches_fp32_sdpa(native: str | None, monkeypatch
     low = [t.bfloat16() for t in (q, k, v)]
     sdpa = F.scaled_dot_product_attention(*low, attn_mask=mask)
     assert torch.equal(attention(*low, mask), sdpa) == (native is None)
+    if native:  # the bias form computes exactly the two-pass form it replaced (scale 1/4: exact)
+        two_pass = ((low[0] @ low[1].transpose(-2, -1)) * 16**-0.5).masked_fill(~mask, float("-inf"))
+        assert torch.equal(attention(*low, mask), two_pass.softmax(-1) @ low[2])
 
 
 def test_decoder_group_norm_keeps_bf16_channels_last_and_the_values() -> None:
