@@ -20,6 +20,7 @@ from .batches import (
 from .catalogue import Catalogue, CatalogueItem, ManifestCatalogue
 from .errors import DataError, SkipLog
 from .fashiongen import FashionGenCatalogue
+from .image_cache import ImageCache, build_image_cache, open_image_cache
 from .images import ImageLoadError, load_image, prepare_image, to_rgb
 from .labels import LabelMaps
 from .sources import open_catalogue
@@ -34,6 +35,7 @@ __all__ = [
     "CatalogueItem",
     "DataError",
     "FashionGenCatalogue",
+    "ImageCache",
     "ImageLoadError",
     "LabelMaps",
     "ManifestCatalogue",
@@ -44,6 +46,7 @@ __all__ = [
     "Tokenizer",
     "TokenizerError",
     "bert_tokenizer",
+    "build_image_cache",
     "collate_pairs",
     "collate_pretrain",
     "encode_labels",
@@ -51,6 +54,7 @@ __all__ = [
     "load_image",
     "load_images",
     "open_catalogue",
+    "open_image_cache",
     "pad_sequences",
     "prepare_image",
     "sample_generator",

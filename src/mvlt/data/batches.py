@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from ..masking import IGNORE_INDEX, apply_image_mask, image_mask, mlm_mask
 from .catalogue import Catalogue
+from .image_cache import ImageCache
 from .images import RESIZE_MODES, prepare_image
 from .labels import LabelMaps
 from .tokenizer import Tokenizer
@@ -75,16 +76,39 @@ def encode_labels(catalogue: Catalogue, label_maps: LabelMaps | None) -> tuple[n
 
 
 def load_images(
-    catalogue: Catalogue, indices: Sequence[int], image_size: int = 256, resize: str = "pad"
+    catalogue: Catalogue,
+    indices: Sequence[int],
+    image_size: int = 256,
+    resize: str = "pad",
+    image_cache: ImageCache | None = None,
 ) -> torch.Tensor:
     """``B x 3 x S x S`` float images of the given catalogue items (e.g. retrieval candidates)."""
-    return torch.stack([prepare_image(catalogue.load_image(int(i)), image_size, resize) for i in indices])
+    return torch.stack([item_image(catalogue, int(i), image_size, resize, image_cache) for i in indices])
+
+
+def item_image(
+    catalogue: Catalogue, index: int, image_size: int, resize: str, image_cache: ImageCache | None
+) -> torch.Tensor:
+    """Item ``index``'s float image: from the decoded-image cache when there is one (the same
+    bits), else decoded and prepared now."""
+    if image_cache is not None:
+        return image_cache.image(index)
+    return prepare_image(catalogue.load_image(index), image_size, resize)
+
+
+def _checked_cache(
+    image_cache: ImageCache | None, catalogue: Catalogue, image_size: int, resize: str
+) -> ImageCache | None:
+    if image_cache is not None:
+        image_cache.check(catalogue, image_size, resize)
+    return image_cache
 
 
 class PairDataset(Dataset[dict[str, Any]]):
     """Clean image/text pairs for evaluation and fine-tuning (no masking, no ITM negatives).
 
     Batch with :func:`collate_pairs` (or ``dataset.collate``, which knows the pad id).
+    ``image_cache``: as in :class:`PretrainDataset`.
     """
 
     def __init__(
@@ -95,11 +119,13 @@ class PairDataset(Dataset[dict[str, Any]]):
         label_maps: LabelMaps | None = None,
         image_size: int = 256,
         resize: str = "pad",
+        image_cache: ImageCache | None = None,
     ) -> None:
         if resize not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize!r}; choose one of {RESIZE_MODES}")
         self.catalogue, self.tokenizer, self.label_maps = catalogue, tokenizer, label_maps
         self.image_size, self.resize = int(image_size), resize
+        self.image_cache = _checked_cache(image_cache, catalogue, self.image_size, resize)
         self.category_labels, self.subcategory_labels = encode_labels(catalogue, label_maps)
 
     def __len__(self) -> int:
@@ -111,7 +137,7 @@ class PairDataset(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         i = int(index)
-        image = prepare_image(self.catalogue.load_image(i), self.image_size, self.resize)
+        image = item_image(self.catalogue, i, self.image_size, self.resize, self.image_cache)
         return {
             "image": image,
             "input_ids": torch.tensor(self.tokenizer.encode(self.catalogue.texts[i]), dtype=torch.long),
@@ -154,6 +180,8 @@ class PretrainDataset(Dataset[dict[str, Any]]):
             random when the sub-category has no other product). Texts identical to the item's own
             are never used as negatives. Off: own text, label 1 always.
         seed, epoch: with the catalogue index, they fix every random draw (see module docstring).
+        image_cache: an :class:`~mvlt.data.image_cache.ImageCache` of this catalogue at this size
+            (images read from it, not decoded; the same tensors), or None.
 
     Batch with :func:`collate_pretrain` (or ``dataset.collate``). MLM applies to whichever text is
     fed (own or negative), as in the released code.
@@ -178,6 +206,7 @@ class PretrainDataset(Dataset[dict[str, Any]]):
         itm_negatives: str = "random",
         seed: int = 0,
         epoch: int = 0,
+        image_cache: ImageCache | None = None,
     ) -> None:
         if resize not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize!r}; choose one of {RESIZE_MODES}")
@@ -190,6 +219,7 @@ class PretrainDataset(Dataset[dict[str, Any]]):
                        generator=torch.Generator().manual_seed(0))  # fmt: skip
         self.catalogue, self.tokenizer, self.label_maps = catalogue, tokenizer, label_maps
         self.image_size, self.resize = int(image_size), resize
+        self.image_cache = _checked_cache(image_cache, catalogue, self.image_size, resize)
         self.mask_images, self.mask_strategy = mask_images, mask_strategy
         self.mask_ratio, self.mask_unit = float(mask_ratio), int(mask_unit)
         self.mlm, self.mlm_prob = mlm, float(mlm_prob)
@@ -260,7 +290,7 @@ class PretrainDataset(Dataset[dict[str, Any]]):
     # ------------------------------------------------------------------------------------ samples
     def __getitem__(self, index: int) -> dict[str, Any]:
         i, epoch, cat = int(index), self.epoch, self.catalogue
-        image = prepare_image(cat.load_image(i), self.image_size, self.resize)
+        image = item_image(cat, i, self.image_size, self.resize, self.image_cache)
 
         text_index, itm_label = i, 1
         if self.itm:

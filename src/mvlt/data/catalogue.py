@@ -121,6 +121,12 @@ class Catalogue(Dataset[CatalogueItem]):
         """Where item ``index`` comes from, e.g. ``"row 12 (line 13)"``."""
         return f"item {index}"
 
+    def image_sources(self) -> list[Any] | None:
+        """What each row's image is read from, in row order, as JSON values that change when the
+        image does (path, size, mtime): the key of the decoded-image cache
+        (:mod:`.image_cache`). None: images drawn in memory, nothing worth caching."""
+        return None
+
     @property
     def skipped(self) -> Counter[str]:
         """Rows left out by ``skip_bad_rows``, counted by reason (empty when none were)."""
@@ -394,6 +400,9 @@ class ManifestCatalogue(Catalogue):
     def row_name(self, index: int) -> str:
         return self._where[index]
 
+    def image_sources(self) -> list[Any] | None:
+        return file_sources(self.image_paths)
+
     def load_image(self, index: int) -> Image.Image:
         try:
             return load_image(self.image_paths[index])
@@ -410,6 +419,20 @@ def _jsonl_value(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return str(value)
     return value
+
+
+def file_sources(paths: Sequence[Path]) -> list[Any]:
+    """``[absolute path, size, mtime_ns]`` per image file (``-1`` when missing: the build names it)."""
+    sources: list[Any] = []
+    for path in paths:
+        name = os.path.abspath(path)
+        try:
+            stat = os.stat(name)
+        except OSError:
+            sources.append([name, -1, -1])
+            continue
+        sources.append([name, stat.st_size, stat.st_mtime_ns])
+    return sources
 
 
 def _verify_image(path: Path) -> ImageLoadError | None:

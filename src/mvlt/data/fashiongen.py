@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from . import errors as E
-from .catalogue import Catalogue
+from .catalogue import Catalogue, file_sources
 from .errors import DataError, handle_bad_row
 from .labels import LabelMaps
 
@@ -161,6 +161,12 @@ class FashionGenCatalogue(Catalogue):
 
     def row_name(self, index: int) -> str:
         return self.record_name(self.h5_index[index])
+
+    def image_sources(self) -> list[Any] | None:
+        """The file's identity, then the HDF5 record of every row (the file is 256 px already,
+        but a cache at the training size still saves the resize)."""
+        (identity,) = file_sources([self.path])
+        return [identity, *self.h5_index]
 
     def _images(self) -> Any:
         """This process's handle on ``input_image``: opened on first use after a fork, never shared."""

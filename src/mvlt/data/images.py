@@ -138,8 +138,30 @@ def crop_stretch(img: Image.Image, size: int, threshold: int = WHITE_THRESHOLD) 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float32 tensor ``3 x H x W`` in [0, 1]."""
-    arr = np.asarray(img, dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    return pixels_to_tensor(np.asarray(img, dtype=np.uint8))
+
+
+def pixels_to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 ``H x W x 3`` pixels -> float32 tensor ``3 x H x W`` in [0, 1]: the last step of
+    :func:`prepare_image`, shared with the decoded-image cache so both give the same bits."""
+    return torch.from_numpy(np.array(pixels, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)
+
+
+def prepare_pixels(
+    img: Image.Image,
+    size: int = 256,
+    resize: str = "pad",
+    fill: tuple[int, int, int] | None = None,
+) -> np.ndarray:
+    """A PIL image (any mode) -> uint8 array ``size x size x 3``: what :func:`prepare_image`
+    makes before its float conversion, so it can be stored (the decoded-image cache) exactly."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {resize!r}; choose one of {RESIZE_MODES}")
+    if size <= 0:
+        raise ValueError(f"image size must be positive, got {size}")
+    img = to_rgb(img)
+    img = pad_to_square(img, size, fill) if resize == "pad" else crop_stretch(img, size)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def prepare_image(
@@ -153,10 +175,4 @@ def prepare_image(
     ``resize``: ``"pad"`` (keep aspect, pad with ``fill`` or the border colour) or
     ``"crop_stretch"`` (crop the white background, stretch; the released code's choice).
     """
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"unknown resize mode {resize!r}; choose one of {RESIZE_MODES}")
-    if size <= 0:
-        raise ValueError(f"image size must be positive, got {size}")
-    img = to_rgb(img)
-    img = pad_to_square(img, size, fill) if resize == "pad" else crop_stretch(img, size)
-    return to_tensor(img)
+    return pixels_to_tensor(prepare_pixels(img, size, resize, fill))

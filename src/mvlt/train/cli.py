@@ -31,8 +31,8 @@ from .config import (
     read_config_file,
 )
 
-SAFE_TO_CHANGE_ON_RESUME = {"out", "threads", "workers", "log_every", "checkpoint_every", "keep_checkpoints",
-                            "progress", "tensorboard", "device"}  # fmt: skip
+SAFE_TO_CHANGE_ON_RESUME = {"out", "threads", "workers", "image_cache", "log_every", "checkpoint_every",
+                            "keep_checkpoints", "progress", "tensorboard", "device"}  # fmt: skip
 """Keys that may differ from the saved run without changing what one step computes."""
 NUMBER_RULES = {
     "image_size": "image_size", "batch_size": "count", "accumulation": "count", "steps": "count",
@@ -100,6 +100,13 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--seed", "seed", int, "N", "random seed"),
     ("--threads", "threads", int, "N", "torch.set_num_threads per process"),
     ("--workers", "workers", int, "N", "DataLoader worker processes"),
+    (
+        "--image-cache",
+        "image_cache",
+        str,
+        "DIR",
+        "decoded-image cache: auto (in $MVLT_CACHE_DIR/images or ~/.cache/mvlt/images), off, or a folder",
+    ),
     ("--checkpoint-every", "checkpoint_every", int, "N", "save a resumable checkpoint every N steps"),
     ("--keep-checkpoints", "keep_checkpoints", int, "K", "keep the newest K checkpoints"),
     ("--log-every", "log_every", int, "N", "write metrics every N steps"),

@@ -93,6 +93,11 @@ class TrainConfig:
     """How images are made square: ``pad`` (ours, keeps aspect) or ``crop_stretch`` (released)."""
     workers: int = 0
     """DataLoader worker processes (0: load in the training process)."""
+    image_cache: str = "auto"
+    """Decoded-image cache (:mod:`mvlt.data.image_cache`, ours): ``auto`` decodes every image once
+    into a memory-mapped uint8 file under ``$MVLT_CACHE_DIR/images`` or ``~/.cache/mvlt/images`` (manifests
+    and Fashion-Gen; the synthetic catalogue is drawn in memory and never cached), ``off`` decodes
+    every epoch, any other value is the cache folder. The samples are the same either way."""
 
     # ------------------------------------------------------------------- length, batches
     batch_size: int = 64
@@ -295,6 +300,8 @@ class TrainConfig:
             raise bad("threads", "must be at least 1")
         if self.workers < 0:
             raise bad("workers", "must not be negative")
+        if not isinstance(self.image_cache, str) or not self.image_cache.strip():
+            raise bad("image_cache", "must be auto, off or a folder")
         unknown = sorted(set(self.loss_weights) - set(OBJECTIVES))
         if unknown:
             raise bad("loss_weights", f"unknown objective(s) {unknown}; known: {', '.join(OBJECTIVES)}")

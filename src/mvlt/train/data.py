@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..data.batches import PairDataset, PretrainDataset
 from ..data.catalogue import Catalogue
+from ..data.image_cache import open_image_cache
 from ..data.labels import LabelMaps
 from ..data.sources import open_catalogue
 from ..data.tokenizer import CONFIG_NAME as TOKENIZER_CONFIG
@@ -108,15 +109,20 @@ def build_dataset(
     image_size: int,
     weights: dict[str, float],
     schedule: str,
+    progress: bool = True,
 ) -> PretrainDataset | PairDataset:
     """Pre-training samples when any of ITC/MIR/ITM/MLM is on or masked inputs are asked for;
     otherwise plain clean pairs (fine-tuning). Objectives that are off get clean data. ITM
-    negatives mined from ITC come from the batch, so the dataset then keeps every text."""
+    negatives mined from ITC come from the batch, so the dataset then keeps every text. Images
+    come from the decoded-image cache (``config.image_cache``), built here if needed, so a bad
+    image stops the run before its first step, naming the row."""
     negatives = config.resolved_itm_negatives()
+    cache = open_image_cache(catalogue, image_size, config.resize, config.image_cache, progress=progress)
     if not any(weights[k] for k in ("itc", "mir", "itm", "mlm")) and schedule == "clean":
         return PairDataset(
-            catalogue, tokenizer, label_maps=label_maps, image_size=image_size, resize=config.resize
-        )
+            catalogue, tokenizer, label_maps=label_maps, image_size=image_size, resize=config.resize,
+            image_cache=cache,
+        )  # fmt: skip
     return PretrainDataset(
         catalogue,
         tokenizer,
@@ -133,6 +139,7 @@ def build_dataset(
         itm_negative_prob=config.itm_negative_prob,
         itm_negatives=negatives if negatives != "itc" else "random",
         seed=config.seed,
+        image_cache=cache,
     )
 
 

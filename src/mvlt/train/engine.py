@@ -135,7 +135,7 @@ class Trainer:
         )
         self.dataset = build_dataset(
             config, self.catalogue, self.model.tokenizer, self.model.label_maps, self.image_size,
-            self.weights, self.input_schedule,
+            self.weights, self.input_schedule, progress=runtime.is_main,
         )  # fmt: skip
         freeze_unused(self.model, self.weights, config.freeze_encoder)
         self.model.to(runtime.device)
