@@ -63,6 +63,9 @@ class DemoPlan:
     pretrain_precision: str = "auto"
     finetune_precision: str = "auto"
     """Each stage's arithmetic, chosen by timing its steps (plans saved before these fields: auto)."""
+    image_cache: str = "auto"
+    """Decoded-image cache of real photos (``TrainConfig.image_cache``); the planner times steps
+    reading from it, as training will."""
 
     @classmethod
     def load(cls, path: Path) -> DemoPlan:
@@ -95,6 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="data loader processes (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-bad-rows", action="store_true", help="leave out unusable catalogue rows (counted)")
+    p.add_argument("--image-cache", default="auto", metavar="DIR",
+                   help="decoded-image cache of real photos: auto (default), off, or a folder")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
     p.add_argument("--overwrite", action="store_true", help="start again, deleting an earlier demo in --out")
     p.set_defaults(run=run_demo)
@@ -158,7 +163,7 @@ def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
     common = {
         "data": plan.data, "data_options": plan.data_options, "image_size": plan.image_size,
         "batch_size": plan.batch_size, "seed": plan.seed, "threads": plan.threads, "workers": plan.workers,
-        "log_every": 25, "checkpoint_every": 100, "keep_checkpoints": 1,
+        "log_every": 25, "checkpoint_every": 100, "keep_checkpoints": 1, "image_cache": plan.image_cache,
     }  # fmt: skip
     pre = TrainConfig(
         task="pretrain", model=plan.model, tokenizer=plan.tokenizer, steps=plan.pretrain_steps,
@@ -207,6 +212,7 @@ def make_plan(args: argparse.Namespace) -> DemoPlan:
         batch_size=args.batch_size, tokenizer="train" if synthetic else None, pretrain_steps=0,
         pretrain_lr=1e-3, finetune_steps=0, finetune_lr=5e-4, queries=args.queries or 500,
         mig_images=16, seed=args.seed, threads=args.threads, workers=args.workers,
+        image_cache=getattr(args, "image_cache", "auto"),
     )  # fmt: skip
     steps = seconds_per_step(plan)
     budget = 60 * minutes
@@ -228,7 +234,7 @@ def seconds_per_step(plan: DemoPlan) -> dict[str, tuple[float, str]]:
     interleaved (the median, not the best: the plan must hold for a whole run), plus the batch's
     loading time. bf16 is kept only when ``runtime.BF16_MIN_SPEEDUP`` times as fast, as
     ``--precision auto`` does; the stage then trains in what was timed, so plan and run agree."""
-    from .data import PretrainDataset, bert_tokenizer
+    from .data import PretrainDataset, bert_tokenizer, open_image_cache
     from .model import LossWeights, create_model
     from .train import TrainConfig
     from .train.optim import build_optimizer
@@ -243,13 +249,14 @@ def seconds_per_step(plan: DemoPlan) -> dict[str, tuple[float, str]]:
     )  # fmt: skip
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.01)  # the trainer's
     rows = list(range(min(plan.batch_size, len(train_set))))
+    cache = open_image_cache(train_set, plan.image_size, "pad", plan.image_cache)  # training's, built once
     timings = {}
     for task, schedule in (("pretrain", "masked"), ("finetune", "clean")):
         config = TrainConfig(task=task, loss_weights=FINETUNE_MATCHING if task == "finetune" else {})
         weights = config.resolved_loss_weights()
         dataset = PretrainDataset(
             train_set, tokenizer, image_size=plan.image_size, mask_images=schedule == "masked",
-            mlm=bool(weights["mlm"]), itm=False,
+            mlm=bool(weights["mlm"]), itm=False, image_cache=cache,
         )  # fmt: skip
         start = time.perf_counter()
         batch = dataset.collate([dataset[i] for i in rows])
@@ -314,6 +321,7 @@ def evaluate_model(
     protocol = RetrievalProtocol(queries=plan.queries, negatives=negatives, seed=plan.seed)
     options = EvalOptions(
         retrieval=protocol, seed=plan.seed, mig_images=plan.mig_images, progress=True,
+        image_cache=plan.image_cache,
         checkpoint=str(checkpoint), training_data=audit(train_set) if train_set is not None else None,
         training_logs=tuple(str(p) for p in (out / "pretrain" / "metrics.jsonl", checkpoint / "metrics.jsonl")
                             if p.is_file()),

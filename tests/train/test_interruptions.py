@@ -136,7 +136,7 @@ def test_an_unreadable_image_mid_training_saves_first_then_resumes_exactly(
 ) -> None:
     manifest = synthetic_manifest(tmp_path / "data")
     cfg = tiny_config(tmp_path / "run", tokenizer_dir, data=str(manifest), data_options={}, steps=8,
-                      checkpoint_every=100, log_every=1)  # fmt: skip
+                      checkpoint_every=100, log_every=1, image_cache="off")  # fmt: skip
     reference = train(cfg.replace(out=str(tmp_path / "reference"))).out
     # Break the image that step 4 loads first: steps 1-3 train, then the run meets it.
     catalogue = open_catalogue(manifest, split="train")
@@ -160,6 +160,21 @@ def test_an_unreadable_image_mid_training_saves_first_then_resumes_exactly(
     train(cfg, resume=True)
     assert same_weights(out, reference)
     assert logged_steps(out) == list(range(1, 9))
+
+
+def test_with_the_image_cache_a_bad_image_stops_the_run_before_it_starts(
+    tmp_path: Path, tokenizer_dir: Path, capsys
+) -> None:
+    """The cache decodes every image before step 1, so a bad one is found then, named by row."""
+    manifest = synthetic_manifest(tmp_path / "data")
+    catalogue = open_catalogue(manifest, split="train")
+    image = catalogue.image_paths[7]
+    image.write_bytes(image.read_bytes()[:40])
+    out = tmp_path / "run"
+    assert main(["pretrain", *manifest_args(out, manifest, "--tokenizer", str(tokenizer_dir))]) == 1
+    err = capsys.readouterr().err
+    assert f"mvlt pretrain: error: {manifest}, {catalogue.row_name(7)}: " in err and image.name in err
+    assert latest_checkpoint(out) is None
 
 
 def manifest_args(out: Path, manifest: Path, *extra: str) -> list[str]:

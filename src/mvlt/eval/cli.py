@@ -89,6 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     x.add_argument(
         "--cache-mb", type=count_arg, default=2048, help="prepared-image cache bound (default 2048)"
     )
+    x.add_argument("--image-cache", default="auto", metavar="DIR",
+                   help="decoded-image cache: auto (in $MVLT_CACHE_DIR/images or ~/.cache/mvlt/images), "
+                        "off, or a folder")  # fmt: skip
     x.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run_evaluate)
 
@@ -154,6 +157,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             mig_text=not args.no_mig_text,
             examples=args.examples,
             cache_mb=args.cache_mb,
+            image_cache=args.image_cache,
             progress=not args.no_progress and sys.stderr.isatty(),
             checkpoint=str(args.checkpoint),
             training_logs=tuple(str(p) for p in [args.checkpoint / "metrics.jsonl"] if p.is_file()),

@@ -2,7 +2,8 @@
 
 Scoring 1,000 queries x 101 candidates x 2 directions means ~200,000 forward passes over a few
 thousand distinct images and texts, so each image is decoded and prepared once (kept as uint8,
-4x smaller than float, within a memory bound) and each text is tokenized once.
+4x smaller than float, within a memory bound, or read from the decoded-image cache on disk) and
+each text is tokenized once.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..data.batches import pad_sequences
+from ..data.image_cache import ImageCache
 from ..data.images import prepare_image
 from ..runtime import Precision, Workload
 
@@ -45,9 +48,16 @@ class EvalContext:
     batch_size: int = 64
     cache_bytes: int = 2 << 30
     progress: bool = False
+    image_cache: ImageCache | None = None
+    """Decoded-image cache of ``catalogue`` at ``image_size`` on disk: read, not decoded, and not
+    copied into the memory cache (the mapped file is one already)."""
     _images: OrderedDict[int, torch.Tensor] = field(default_factory=OrderedDict, repr=False)
     _image_bytes: int = field(default=0, repr=False)
     _tokens: dict[int, list[int]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.image_cache is not None:
+            self.image_cache.check(self.catalogue, self.image_size, self.resize)
 
     # ------------------------------------------------------------------------------- precision
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -83,6 +93,8 @@ class EvalContext:
     # ---------------------------------------------------------------------------------- inputs
     def pixels(self, row: int) -> torch.Tensor:
         """Prepared image of ``row`` as uint8 (exact: prepared pixels are k/255), cached."""
+        if self.image_cache is not None:
+            return torch.from_numpy(np.array(self.image_cache.pixels(row))).permute(2, 0, 1)
         cached = self._images.get(row)
         if cached is not None:
             self._images.move_to_end(row)

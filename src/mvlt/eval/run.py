@@ -57,7 +57,10 @@ class EvalOptions:
     examples: int = 4
     """Examples per figure in the report."""
     cache_mb: int = 2048
-    """Memory bound of the prepared-image cache."""
+    """Memory bound of the prepared-image cache (in memory, when ``image_cache`` is off)."""
+    image_cache: str = "auto"
+    """Decoded-image cache on disk (:mod:`mvlt.data.image_cache`): ``auto``, ``off`` or a folder,
+    as ``TrainConfig.image_cache``; the same pixels either way."""
     progress: bool = False
     training_logs: tuple[str, ...] = ()
     """``metrics.jsonl`` files of the training runs behind the checkpoint: the report draws their

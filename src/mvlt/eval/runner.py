@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..data.audit import audit
+from ..data.image_cache import open_image_cache
 from ..exits import UsageError
 from ..fileio import atomic_write_text
 from ..runtime import Precision, resolve_device, resolve_precision
@@ -107,9 +108,11 @@ def evaluate(
     model.eval().to(device)
     if options.batch_size is None:
         options = dataclasses.replace(options, batch_size=128 if device.type == "cuda" else 8)
+    disk_cache = open_image_cache(catalogue, image_size, options.resize, options.image_cache,
+                                  progress=options.progress)  # fmt: skip
     ctx = EvalContext(
         model, catalogue, tokenizer, device, "fp32", image_size, options.resize, options.batch_size,
-        options.cache_mb << 20, options.progress,
+        options.cache_mb << 20, options.progress, disk_cache,
     )  # fmt: skip
     choice = resolve_precision(options.precision, device, workload=ctx.scoring_workload(scorers))
     ctx.precision = choice.name

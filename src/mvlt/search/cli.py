@@ -56,6 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=count_arg, default=64, help="products per forward (default 64)")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip unreadable catalogue rows (counted)")
+    p.add_argument(
+        "--image-cache",
+        default="off",
+        metavar="DIR",
+        help="read images from the decoded-image cache of the whole catalogue: auto "
+        "($MVLT_CACHE_DIR/images or ~/.cache/mvlt/images), a folder, or off (default)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _execution(p)
     p.set_defaults(run=run_index)
@@ -131,6 +138,7 @@ def run_index(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 progress=progress,
                 skip_bad_rows=args.skip_bad_rows,
+                image_cache=args.image_cache,
             )
         else:
             if args.checkpoint is None:
@@ -149,6 +157,7 @@ def run_index(args: argparse.Namespace) -> int:
                 precision=args.precision,
                 progress=progress,
                 skip_bad_rows=args.skip_bad_rows,
+                image_cache=args.image_cache,
             )
             added = len(index)
     except ERRORS as err:

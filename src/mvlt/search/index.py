@@ -31,6 +31,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data.catalogue import Catalogue
+from ..data.image_cache import ImageCache, open_image_cache
 from ..data.images import ImageLoadError, load_image, prepare_image
 from ..data.sources import open_catalogue
 from ..eval.context import EvalContext
@@ -120,6 +121,7 @@ def _context(
     precision: str,
     settings: dict[str, Any],
     cache_bytes: int,
+    image_cache: ImageCache | None = None,
 ) -> EvalContext:
     return EvalContext(
         model,
@@ -131,6 +133,7 @@ def _context(
         settings["resize"],
         int(settings["batch_size"]),
         cache_bytes,
+        image_cache=image_cache,
     )
 
 
@@ -225,11 +228,15 @@ class CatalogueIndex:
         resize: str = "pad",
         progress: bool = False,
         skip_bad_rows: bool = False,
+        image_cache: str = "off",
     ) -> CatalogueIndex:
         """Embed every product of ``data`` (a manifest, a folder, a Fashion-Gen file, ``synthetic``
         or a :class:`Catalogue`) with ``checkpoint`` and write the index to ``out`` atomically.
 
         One row per product (a product's first row). ``limit`` keeps the first N products.
+        ``image_cache`` (``off``, ``auto`` or a folder): read the images from the decoded-image
+        cache of the whole catalogue (:mod:`mvlt.data.image_cache`), built first if needed; off by
+        default, since an index reads each image once (and ``add`` only the new ones).
         """
         checkpoint, out = Path(checkpoint), Path(out)
         if limit is not None and limit < 1:
@@ -259,7 +266,7 @@ class CatalogueIndex:
             "builds": [],
         }
         index = cls(out, manifest, [], *_empty(model), model, dev, chosen, backend)
-        return index._extend(catalogue, limit, progress, fresh=True)
+        return index._extend(catalogue, limit, progress, fresh=True, image_cache=image_cache)
 
     def add(
         self,
@@ -269,15 +276,19 @@ class CatalogueIndex:
         limit: int | None = None,
         progress: bool = False,
         skip_bad_rows: bool = False,
+        image_cache: str = "off",
     ) -> int:
         """Embed the products of ``data`` not in the index yet (by product id) and rewrite the
-        index atomically; the old rows are not re-embedded. Returns how many were added."""
+        index atomically; the old rows are not re-embedded. Returns how many were added.
+        ``image_cache``: as in :meth:`build`."""
         catalogue = data if isinstance(data, Catalogue) else _open(data, split, skip_bad_rows)
         before = len(self)
-        self._extend(catalogue, limit, progress, fresh=False)
+        self._extend(catalogue, limit, progress, fresh=False, image_cache=image_cache)
         return len(self) - before
 
-    def _extend(self, catalogue: Any, limit: int | None, progress: bool, fresh: bool) -> CatalogueIndex:
+    def _extend(
+        self, catalogue: Any, limit: int | None, progress: bool, fresh: bool, image_cache: str = "off"
+    ) -> CatalogueIndex:
         root_text = self.manifest["catalogue"]["root"]
         own_images = root_text is None
         root = getattr(catalogue, "root", None)
@@ -296,7 +307,10 @@ class CatalogueIndex:
         rows = rows[:limit] if limit is not None else rows
         if not rows and not fresh:
             return self  # nothing new: the index stays as it is
-        ctx = _context(self.model, catalogue, self.device, self.precision, self.manifest["embedding"], 0)
+        settings = self.manifest["embedding"]
+        cache = open_image_cache(catalogue, int(settings["image_size"]), settings["resize"], image_cache,
+                                 progress=progress)  # fmt: skip
+        ctx = _context(self.model, catalogue, self.device, self.precision, settings, 0, cache)
         embed = model_embedder(self.model, ctx, ctx.batch_size, ctx.autocast)
         start = time.perf_counter()
         with atomic_directory(self.path) as tmp:
