@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import pickle
 from collections import Counter
 from pathlib import Path
@@ -10,7 +11,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mvlt.data import DataError, FashionGenCatalogue, PairDataset, Tokenizer, open_catalogue
+from mvlt.data import (
+    DataError,
+    FashionGenCatalogue,
+    PairDataset,
+    Tokenizer,
+    build_image_cache,
+    open_catalogue,
+    prepare_image,
+)
 
 DESCRIPTIONS = [
     "Robe en laine m\xe9rinos \xe0 col rond.".encode("latin-1"),  # non-ASCII latin-1 bytes
@@ -109,3 +118,17 @@ def test_per_worker_handles(h5_file: Path, bert_vocab: Path) -> None:
     batch_images = torch.cat([b["images"] for b in loader])
     expected = torch.tensor([40 * i / 255 for i in range(5)])
     assert torch.allclose(batch_images[:, 0, 0, 0], expected)
+
+
+def test_image_cache_of_a_fashiongen_file(tmp_path: Path) -> None:
+    """The cache holds the HDF5 images prepared at the training size; rewriting the file rebuilds it."""
+    path = write_fashiongen(tmp_path / "fashiongen_256_256_train.h5")
+    catalogue = open_catalogue(path, split="train")
+    cache = build_image_cache(catalogue, 32, "pad", tmp_path / "cache", progress=False)
+    assert all(torch.equal(cache.image(i), prepare_image(catalogue.load_image(i), 32)) for i in range(5))
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    again = build_image_cache(
+        open_catalogue(path, split="train"), 32, "pad", tmp_path / "cache", progress=False
+    )
+    assert again.path != cache.path

@@ -240,3 +240,13 @@ def test_a_vanished_image_is_not_reranked_and_breaks_nothing(checkpoint: Path, t
     hits = index.search("a shirt", k=8, rerank=8)
     assert len(hits) == 8
     assert [h.row for h in hits if h.stage == "first"] == [2] and hits[-1].row == 2 and hits[-1].match is None
+
+
+def test_a_build_from_the_image_cache_stores_the_same_embeddings(
+    index_dir: Path, checkpoint: Path, catalogue: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cached"
+    CatalogueIndex.build(checkpoint, catalogue, out, precision="fp32", image_cache=str(tmp_path / "cache"))
+    assert len(list((tmp_path / "cache").glob("images-*.npy"))) == 1
+    n = len(store.read_products(index_dir))
+    assert np.array_equal(store.read_embeddings(out, n)[0], store.read_embeddings(index_dir, n)[0])
