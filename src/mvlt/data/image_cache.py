@@ -133,12 +133,14 @@ def open_image_cache(
     progress: bool = True,
 ) -> ImageCache | None:
     """The cache a run asked for: ``"off"`` (or None) none; ``"auto"`` the default folder; else a
-    folder. None also for catalogues drawn in memory (synthetic), which have nothing to decode."""
+    folder. None also for catalogues drawn in memory (synthetic), which have nothing to decode, and
+    for objects that are not a :class:`Catalogue`."""
     if setting is None or str(setting).strip().lower() == "off":
         return None
     word = str(setting).strip().lower()
     directory = None if word == "auto" else Path(str(setting)).expanduser()
-    if catalogue.image_sources() is None:
+    sources = getattr(catalogue, "image_sources", None)  # evaluation takes look-alike catalogues too
+    if sources is None or sources() is None:
         if directory is not None:
             log.info("%s: no image files to cache (drawn in memory)", catalogue.source)
         return None
