@@ -187,7 +187,9 @@ def create_app(
         return _error(400, "; ".join(parts) or "bad request")
 
     # outermost last: AccessLog (ids, log, 500s) > CORS (answers preflights) > ApiKey > routes
-    if api_key:
+    if api_key is not None:
+        if not api_key:
+            raise ValueError("the API key is empty")
         app.add_middleware(ApiKey, key=api_key)
     if cors_origins:
         app.add_middleware(CORSMiddleware, **cors_options(cors_origins))
@@ -317,7 +319,9 @@ def listen(host: str, port: int) -> socket.socket:
     port in use fails at once, and handed to uvicorn so that nobody can take it in between.
     Raises ``OSError`` naming the port when it is taken or the address is not this machine's."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[
+            0
+        ]
     except socket.gaierror as err:
         raise OSError(f"--host {host}: not an address of this machine ({err.strerror})") from err
     sock = socket.socket(family, kind, proto)
