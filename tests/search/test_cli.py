@@ -6,6 +6,8 @@ import json
 import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -164,3 +166,33 @@ def test_serve_checks_every_flag_before_loading_the_index(tmp_path: Path, capsys
 def test_only_loopback_hosts_count_as_private() -> None:
     assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "[::1]", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "10.0.0.1", "example.com", "localhost.evil"]))
+
+
+def test_mvlt_serve_serves_with_a_key_and_logs_each_request(index_dir: Path) -> None:
+    pytest.importorskip("uvicorn")
+    key = "k" * 20
+    argv = [sys.executable, "-m", "mvlt", "serve", "--index", str(index_dir), "--port", "0", "--api-key", key]
+    argv += ["--precision", "fp32", "--threads", "1"]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()  # printed once the index is loaded and the port taken
+        assert line.startswith("serving 36 products from") and "http://127.0.0.1:" in line, line
+        url = line.split(" at ")[-1].strip()
+        with urllib.request.urlopen(url + "healthz", timeout=20) as response:
+            assert json.loads(response.read())["api_key"] is True
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "search?q=coat", timeout=20)
+        assert refused.value.code == 401
+        request = urllib.request.Request(url + "search?q=coat&k=2&rerank=0", headers={"X-API-Key": key})
+        with urllib.request.urlopen(request, timeout=20) as response:
+            assert len(json.loads(response.read())["results"]) == 2
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    access = [line for line in err.splitlines() if " ms id=" in line]
+    assert [line.split()[:3] for line in access] == [
+        ["GET", "/healthz", "200"],
+        ["GET", "/search?q", "401"],
+        ["GET", "/search?q&k&rerank", "200"],
+    ]
+    assert key not in err and "Traceback" not in err

@@ -95,6 +95,13 @@ def test_odd_image_rows_are_404_without_a_traceback(client_and_log) -> None:
     assert not [r for r in records if r.levelno >= logging.ERROR or r.exc_info]
 
 
+def test_a_long_query_string_is_414(client_and_log) -> None:
+    client, _ = client_and_log
+    response = client.get("/search", params={"q": "x" * 9000})
+    assert response.status_code == 414 and "the limit is 8,192" in response.json()["error"]
+    assert client.get("/search", params={"q": "x" * 600}).status_code == 400  # the query's own limit
+
+
 def test_head_healthz_answers_200(client_and_log) -> None:
     client, _ = client_and_log
     response = client.head("/healthz")

@@ -4,7 +4,8 @@ upload streams through them untouched and a client's disconnect reaches the rout
 - :class:`AccessLog` (outermost): gives every response an ``X-Request-ID`` (the client's when it
   sent a sane one, else a new one), writes one access-log line per request, and turns an
   unexpected exception into one logged traceback and a 500 JSON, instead of the two tracebacks
-  Starlette's error middleware and uvicorn would print.
+  Starlette's error middleware and uvicorn would print. It also answers 414 to a query string
+  over :data:`MAX_QUERY_BYTES` (longer than any valid query) before any route parses it.
 - :class:`ApiKey`: with a key set, every path but ``/healthz`` and the page ``/`` needs
   ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; the key is compared in constant time and
   never logged.
@@ -30,6 +31,11 @@ OPEN_PATHS = frozenset({"/healthz", "/"})
 """Paths answered without a key: the health probe (load balancers and orchestrators call it) and
 the search page, static HTML with no data in it, which a browser loads without a header and which
 then sends the key with each call (see ``static/index.html``)."""
+
+MAX_QUERY_BYTES = 8 << 10
+"""The longest query string answered with more than 414. Longer request lines than uvicorn's h11
+buffer (16 kB) never reach the app: uvicorn answers 400 and closes, which a client still sending
+megabytes usually sees as a connection reset (draining them to answer 414 would be the DoS)."""
 
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -70,7 +76,12 @@ class AccessLog:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            query = len(scope.get("query_string", b""))
+            if query > MAX_QUERY_BYTES:
+                reason = f"the query string is {query:,} bytes; the limit is {MAX_QUERY_BYTES:,}"
+                await error_response(414, reason)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         except Exception as exc:  # the last handler: log once, answer 500 if nothing was sent yet
             log.exception(
                 "unexpected error on %s %s (request %s)", scope["method"], scope["path"], request_id
