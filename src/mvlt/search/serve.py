@@ -1,6 +1,6 @@
 """``mvlt serve``: a JSON API and one search page over a :class:`~mvlt.search.CatalogueIndex`.
 
-Routes: ``GET /`` (the page), ``GET /healthz``, ``GET /search?q=...&k=...&rerank=...``,
+Routes: ``GET /`` (the page), ``GET|HEAD /healthz``, ``GET /search?q=...&k=...&rerank=...``,
 ``POST /search/image`` (multipart field ``image``) and ``GET /images/{row}`` (a product's photo).
 
 Every request is bounded (:class:`Limits`): query length, ``k`` and ``rerank`` at most 100,
