@@ -72,8 +72,9 @@ class ApiError(HTTPException):
 
 _error = error_response
 
-_ROW = re.compile(r"[0-9]{1,12}")
-"""An image row as the URL may spell it: ASCII digits only (``str.isdigit`` also takes ``²``)."""
+_DIGITS = re.compile(r"[0-9]{1,12}")
+"""An image row or a Content-Length as we read them: ASCII digits only (``str.isdigit`` also takes
+``²`` and Arabic-Indic digits, which ``int()`` then refuses or reads) and short enough to be sane."""
 
 
 def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
@@ -104,7 +105,7 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     it has not arrived whole within ``timeout_s`` (a stalled or trickled upload must not keep a
     connection, let alone a search slot, forever). A client that hangs up gets one log line."""
     declared = request.headers.get("content-length", "")
-    if _ROW.fullmatch(declared) and int(declared) > limit:
+    if _DIGITS.fullmatch(declared) and int(declared) > limit:
         raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
     body = bytearray()
 
@@ -167,8 +168,8 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI application serving ``index`` (run it with uvicorn: :func:`run_server`).
 
-    ``api_key``: required on every path but ``/healthz``. ``cors_origins``: the only origins whose
-    pages may call the API from a browser (none by default: the served page is same-origin)."""
+    ``api_key``: required on every path but ``/healthz`` and the page. ``cors_origins``: the only
+    origins whose pages may call the API from a browser (none by default: the page is same-origin)."""
     limits = limits or Limits()
     default_rerank = min(default_rerank, limits.max_rerank)
     gate = _Gate(limits.max_concurrent)
@@ -271,7 +272,7 @@ def create_app(
 
     @app.get("/images/{row}")
     def image(row: str) -> FileResponse:
-        if not _ROW.fullmatch(row) or int(row) >= len(index):
+        if not _DIGITS.fullmatch(row) or int(row) >= len(index):
             raise ApiError(404, f"no product image {row!r}: images are addressed by result row")
         path = index.image_path(int(row)).resolve()
         if not path.is_relative_to(root):
