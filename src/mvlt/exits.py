@@ -16,6 +16,7 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Callable
 
 OK, FAILED, USAGE = 0, 1, 2
 INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
@@ -60,6 +61,39 @@ def whole_arg(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def port_arg(text: str) -> int:
+    """argparse ``type`` for a TCP port, 0 (any free one) to 65535: checked before anything loads."""
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {value}")
+    return value
+
+
+def at_most_arg(limit: int) -> Callable[[str], int]:
+    """argparse ``type`` for a whole number from 0 to ``limit`` (e.g. a re-ranking depth, whose cost
+    grows with it: one cross-encoder pass per candidate)."""
+
+    def check(text: str) -> int:
+        value = int(text)
+        if not 0 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"must be between 0 and {limit}, got {value}")
+        return value
+
+    check.__name__ = "int"  # argparse names the type in its "invalid int value" message
+    return check
+
+
+def positive_float_arg(text: str) -> float:
+    """argparse ``type`` for a positive finite number (``float`` alone accepts ``nan`` and ``-5``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
     return value
 
 

@@ -4,7 +4,11 @@ atomic writes and adding rows."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +206,40 @@ def test_add_embeds_only_new_products(
     assert again.search(image=again.image_path(30), k=1, over="images")[0].row == 30
     before = (out / "index.json").stat().st_mtime_ns
     assert again.add(shop) == 0 and (out / "index.json").stat().st_mtime_ns == before
+    assert again.kept == len(again) and CatalogueIndex.load(out, precision="fp32").kept == 0
+
+
+def test_add_counts_the_products_it_keeps_as_they_are(checkpoint: Path, tmp_path: Path, caplog) -> None:
+    shop = write_catalogue(tmp_path / "shop", products=6)
+    index = CatalogueIndex.build(checkpoint, shop, tmp_path / "index", limit=4, precision="fp32")
+    text = shop.read_text(encoding="utf-8")
+    first = index.products[0]
+    shop.write_text(text.replace(first.text, "an edited description", 1), encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="mvlt.search"):
+        assert index.add(shop) == 2
+    assert index.kept == 4 and index.products[0].text == first.text  # kept, not updated
+    assert "4 products already in the index kept as they are; rebuild to update them" in caplog.text
+
+
+def test_a_killed_build_leaves_no_temporary_for_good_and_files_are_readable(
+    checkpoint: Path, catalogue: Path, tmp_path: Path
+) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    pid = int(dead.stdout)  # a process that has ended: what it left behind is nobody's
+    (tmp_path / f".index.tmp-{pid}" / "images").mkdir(parents=True)
+    (tmp_path / f".index.old-{pid}").mkdir()
+    (tmp_path / f".index.tmp-{os.getppid()}").mkdir()  # a running writer's: left alone
+    (tmp_path / ".index.tmp-notapid").mkdir()
+    (tmp_path / f".other.tmp-{pid}").mkdir()  # another folder's: not ours to remove
+    out = tmp_path / "index"
+    CatalogueIndex.build(checkpoint, catalogue, out, limit=3, precision="fp32")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([f".index.tmp-{os.getppid()}", ".index.tmp-notapid", f".other.tmp-{pid}", "index"])
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in [*out.iterdir(), checkpoint / "model.safetensors"]:
+        if path.is_file():
+            assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path.name
 
 
 def test_a_catalogue_without_image_files_keeps_its_images_in_the_index(

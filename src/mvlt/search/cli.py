@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
 import torch
 
-from ..exits import ERRORS, UsageError, count_arg, fail, whole_arg
+from ..exits import ERRORS, UsageError, at_most_arg, count_arg, fail, port_arg, positive_float_arg
 from .backends import BACKENDS
 
 OVER_CHOICES = ("images", "texts")
+MAX_RERANK = 100
+"""The deepest re-ranking a command accepts (the server's limit too): each candidate is one
+cross-encoder pass, so 100,000 would run for hours."""
 
 
 def _execution(p: argparse.ArgumentParser) -> None:
@@ -77,7 +82,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _index_source(p)
     p.add_argument("--image", type=Path, default=None, help="search with this photo instead of a text")
     p.add_argument("-k", "--top", dest="k", type=count_arg, default=10, help="results (default 10)")
-    p.add_argument("--rerank", type=whole_arg, default=0, help="ITM re-ranks the top K (default 0: off)")
+    p.add_argument(
+        "--rerank",
+        type=at_most_arg(MAX_RERANK),
+        default=0,
+        help=f"ITM re-ranks the top K, at most {MAX_RERANK} (default 0: off)",
+    )
     p.add_argument(
         "--over",
         choices=OVER_CHOICES,
@@ -95,16 +105,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "search page at /.",
     )
     _index_source(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--rerank", type=whole_arg, default=20, help="the page's default re-ranking depth")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; any other needs --api-key or --api-key-file)",
+    )
+    p.add_argument("--port", type=port_arg, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument(
+        "--rerank",
+        type=at_most_arg(MAX_RERANK),
+        default=20,
+        help="the default re-ranking depth (default 20)",
+    )
     p.add_argument(
         "--max-concurrent",
         type=count_arg,
         default=4,
         help="searches in progress at once; more get 503 (default 4)",
     )
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest photo upload (default 10 MB)")
+    p.add_argument(
+        "--max-upload-mb", type=positive_float_arg, default=10.0, help="largest photo upload (default 10 MB)"
+    )
+    p.add_argument(
+        "--upload-timeout",
+        type=positive_float_arg,
+        default=30.0,
+        help="seconds an upload may take to arrive; slower ones get 408 (default 30)",
+    )
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--api-key", default=None, help="require this key (Bearer or X-API-Key) but on /healthz")
+    key.add_argument(
+        "--api-key-file", type=Path, default=None, help="read the key from this file's first line"
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages from this origin (https://shop.example) call the API; repeatable (default none)",
+    )
     _execution(p)
     p.set_defaults(run=run_serve)
 
@@ -209,15 +248,63 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (``localhost``, 127.0.0.0/8, ``::1``); a name
+    or ``0.0.0.0`` may reach other machines, so it counts as public."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def api_key(args: argparse.Namespace) -> str | None:
+    """The key from ``--api-key`` or ``--api-key-file`` (first line); refuses a public ``--host``
+    without one, and keys that a header cannot carry."""
+    key = args.api_key
+    if args.api_key_file is not None:
+        if not args.api_key_file.is_file():
+            raise FileNotFoundError(f"--api-key-file {args.api_key_file}: file not found")
+        lines = args.api_key_file.read_text(encoding="utf-8").splitlines()
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise UsageError(f"--api-key-file {args.api_key_file}: the first line is empty")
+    flag = "--api-key-file" if args.api_key_file is not None else "--api-key"
+    if key is not None and (len(key) < 16 or not key.isascii() or not key.isprintable() or " " in key):
+        raise UsageError(f"{flag}: the key must be at least 16 printable ASCII characters without spaces")
+    if key is None and not is_loopback(args.host):
+        raise UsageError(
+            f"--host {args.host} can be reached from other machines: give --api-key KEY or "
+            "--api-key-file FILE (or listen on 127.0.0.1)"
+        )
+    for origin in args.cors_origin:
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise UsageError(
+                f"--cors-origin {origin}: expected scheme://host[:port], e.g. https://shop.example"
+            )
+    return key
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    """Check every flag and take the port before loading the index (seconds to minutes), so that a
+    mistake fails at once; then serve until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     _threads(args)
     try:
-        from .serve import Limits, create_app, run_server
+        key = api_key(args)
+    except ERRORS as err:
+        return fail("serve", err)
+    try:
+        from .serve import Limits, create_app, listen, run_server
     except ImportError as err:
         return fail("serve", ImportError(f"{err}: the server needs pip install 'mvlt[search]'"))
     from .index import CatalogueIndex
 
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as err:
+        return fail("serve", err)
     try:
         index = CatalogueIndex.load(
             args.index,
@@ -227,10 +314,15 @@ def run_serve(args: argparse.Namespace) -> int:
             precision=args.precision,
         )
         limits = Limits(
-            max_concurrent=args.max_concurrent, max_upload_bytes=int(args.max_upload_mb * (1 << 20))
+            max_concurrent=args.max_concurrent,
+            max_upload_bytes=int(args.max_upload_mb * (1 << 20)),
+            upload_timeout_s=args.upload_timeout,
         )
-        app = create_app(index, limits=limits, default_rerank=args.rerank)
+        app = create_app(
+            index, limits=limits, default_rerank=args.rerank, api_key=key, cors_origins=args.cors_origin
+        )
     except ERRORS as err:
+        sock.close()
         return fail("serve", err)
-    run_server(app, args.host, args.port)
+    run_server(app, sock)
     return 0

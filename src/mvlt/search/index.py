@@ -188,6 +188,7 @@ class CatalogueIndex:
         self.embeddings = {"images": images, "texts": texts}
         self.model, self.device, self.precision = model, device, precision
         self.backend_name = backend
+        self.kept = 0  # products the last add() found already indexed and left as they were
         root = manifest["catalogue"]["root"]
         self.root = Path(root) if root is not None else path
         self.catalogue = IndexCatalogue(products, self.root, manifest["catalogue"]["source"])
@@ -280,10 +281,18 @@ class CatalogueIndex:
     ) -> int:
         """Embed the products of ``data`` not in the index yet (by product id) and rewrite the
         index atomically; the old rows are not re-embedded. Returns how many were added.
-        ``image_cache``: as in :meth:`build`."""
+        ``image_cache``: as in :meth:`build`.
+
+        Products already in the index keep their text, category and embeddings even when ``data``
+        changed them (an addition never rewrites a row: a rebuild does); they are counted in
+        :attr:`kept` and logged, so that a changed product is not mistaken for an updated one."""
         catalogue = data if isinstance(data, Catalogue) else _open(data, split, skip_bad_rows)
         before = len(self)
+        known = {p.product_id for p in self.products}
+        self.kept = len(known & set(catalogue.product_ids))
         self._extend(catalogue, limit, progress, fresh=False, image_cache=image_cache)
+        if self.kept:
+            log.info("%d products already in the index kept as they are; rebuild to update them", self.kept)
         return len(self) - before
 
     def _extend(

@@ -1,22 +1,29 @@
 """``mvlt serve``: a JSON API and one search page over a :class:`~mvlt.search.CatalogueIndex`.
 
-Routes: ``GET /`` (the page), ``GET /healthz``, ``GET /search?q=...&k=...&rerank=...``,
+Routes: ``GET /`` (the page), ``GET|HEAD /healthz``, ``GET /search?q=...&k=...&rerank=...``,
 ``POST /search/image`` (multipart field ``image``) and ``GET /images/{row}`` (a product's photo).
 
 Every request is bounded (:class:`Limits`): query length, ``k`` and ``rerank`` at most 100,
 upload bytes (counted while the body streams in, not after), image pixels (checked from the
 header, before any decoding: a decompression bomb is refused unopened) and searches in progress
-(more get 503 at once instead of queueing without bound). Bad input gets a 4xx JSON
-``{"error": reason}``; an unexpected failure a 500 JSON; the server keeps serving either way.
+(more get 503 with ``Retry-After`` at once instead of queueing without bound). An upload is read
+whole, within ``upload_timeout_s``, *before* it takes a search slot: a client that stalls or
+trickles its body gets 408 and never holds a slot. Bad input gets a 4xx JSON ``{"error": reason}``;
+an unexpected failure a 500 JSON; the server keeps serving either way. Access control, request ids
+and the access log are the outer layers of :mod:`mvlt.search.guard`.
 Images are served only from the index's catalogue folder: a product row is mapped to its file,
 which must resolve (symlinks included) inside that folder.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import io
 import logging
 import mimetypes
+import re
+import socket
 import threading
 import time
 import warnings
@@ -33,8 +40,11 @@ from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 
 from ..data.images import to_rgb
+from .guard import AccessLog, ApiKey, cors_options, error_response
 from .index import CatalogueIndex, QueryError
 
 log = logging.getLogger("mvlt.search")
@@ -53,14 +63,18 @@ class Limits:
     max_upload_bytes: int = 10 << 20
     max_pixels: int = 40_000_000
     max_concurrent: int = 4
+    upload_timeout_s: float = 30.0
 
 
 class ApiError(HTTPException):
     """A request the server refuses, with the status and the reason sent back as JSON."""
 
 
-def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": reason, "status": status}, status_code=status, headers=headers)
+_error = error_response
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
+"""An image row or a Content-Length as we read them: ASCII digits only (``str.isdigit`` also takes
+``²`` and Arabic-Indic digits, which ``int()`` then refuses or reads) and short enough to be sane."""
 
 
 def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
@@ -86,16 +100,31 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
         raise ApiError(400, f"the photo is truncated or corrupt ({err})") from err
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes and with 408 when
+    it has not arrived whole within ``timeout_s`` (a stalled or trickled upload must not keep a
+    connection, let alone a search slot, forever). A client that hangs up gets one log line."""
+    declared = request.headers.get("content-length", "")
+    if _DIGITS.fullmatch(declared) and int(declared) > limit:
         raise ApiError(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,}")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"the upload is over the limit of {limit:,} bytes")
+
+    async def read() -> None:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise ApiError(413, f"the upload is over the limit of {limit:,} bytes")
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError as err:
+        got = f"{len(body):,} bytes in {timeout_s:g} s"
+        raise ApiError(
+            408, f"the upload did not arrive in time ({got}); send it whole", {"Connection": "close"}
+        ) from err
+    except ClientDisconnect as err:
+        log.info("client hung up during an upload to %s after %s bytes", request.url.path, f"{len(body):,}")
+        raise ApiError(400, "the client disconnected during the upload") from err
     return bytes(body)
 
 
@@ -129,8 +158,18 @@ class _Gate:
         self.semaphore.release()
 
 
-def create_app(index: CatalogueIndex, *, limits: Limits | None = None, default_rerank: int = 20) -> FastAPI:
-    """The FastAPI application serving ``index`` (run it with uvicorn: :func:`run_server`)."""
+def create_app(
+    index: CatalogueIndex,
+    *,
+    limits: Limits | None = None,
+    default_rerank: int = 20,
+    api_key: str | None = None,
+    cors_origins: list[str] | None = None,
+) -> FastAPI:
+    """The FastAPI application serving ``index`` (run it with uvicorn: :func:`run_server`).
+
+    ``api_key``: required on every path but ``/healthz`` and the page. ``cors_origins``: the only
+    origins whose pages may call the API from a browser (none by default: the page is same-origin)."""
     limits = limits or Limits()
     default_rerank = min(default_rerank, limits.max_rerank)
     gate = _Gate(limits.max_concurrent)
@@ -148,10 +187,14 @@ def create_app(index: CatalogueIndex, *, limits: Limits | None = None, default_r
         parts = [f"{'.'.join(str(x) for x in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()]
         return _error(400, "; ".join(parts) or "bad request")
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s", request.url.path)
-        return _error(500, f"internal error: {type(exc).__name__}")
+    # outermost last: AccessLog (ids, log, 500s) > CORS (answers preflights) > ApiKey > routes
+    if api_key is not None:
+        if not api_key:
+            raise ValueError("the API key is empty")
+        app.add_middleware(ApiKey, key=api_key)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, **cors_options(cors_origins))
+    app.add_middleware(AccessLog)
 
     def options(k: int, rerank: int | None, cross_modal: bool) -> tuple[int, int]:
         """Checked ``k`` and ``rerank``; the default re-ranks only where ITM applies."""
@@ -183,7 +226,7 @@ def create_app(index: CatalogueIndex, *, limits: Limits | None = None, default_r
     def home() -> HTMLResponse:
         return HTMLResponse(page, headers={"Content-Security-Policy": _CSP})
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     def healthz() -> dict[str, Any]:
         return {
             "status": "ok",
@@ -191,6 +234,7 @@ def create_app(index: CatalogueIndex, *, limits: Limits | None = None, default_r
             "checkpoint_sha256": index.checkpoint["sha256"],
             "backend": index.backend_name,
             "default_rerank": default_rerank,
+            "api_key": api_key is not None,
             "limits": asdict(limits),
         }
 
@@ -211,24 +255,24 @@ def create_app(index: CatalogueIndex, *, limits: Limits | None = None, default_r
         request: Request, k: int = 10, rerank: int | None = None, over: str | None = None
     ) -> dict[str, Any]:
         k, rerank = options(k, rerank, over in (None, "texts"))
+        body = await _read_body(
+            request, limits.max_upload_bytes + MULTIPART_OVERHEAD, limits.upload_timeout_s
+        )
+        form = await Request(request.scope, _replay(body)).form(max_files=1, max_fields=8)
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "send the photo as multipart/form-data in the field 'image'")
+        data = await upload.read()
+        if len(data) > limits.max_upload_bytes:
+            raise ApiError(413, f"the photo is {len(data):,} bytes; the limit is {limits.max_upload_bytes:,}")
         with gate:
-            body = await _read_body(request, limits.max_upload_bytes + MULTIPART_OVERHEAD)
-            form = await Request(request.scope, _replay(body)).form(max_files=1, max_fields=8)
-            upload = form.get("image")
-            if not isinstance(upload, UploadFile):
-                raise ApiError(400, "send the photo as multipart/form-data in the field 'image'")
-            data = await upload.read()
-            if len(data) > limits.max_upload_bytes:
-                raise ApiError(
-                    413, f"the photo is {len(data):,} bytes; the limit is {limits.max_upload_bytes:,}"
-                )
             picture = decode_upload(data, limits.max_pixels)
             result = await run_in_threadpool(run_search, image=picture, k=k, rerank=rerank, over=over)
             return {"filename": upload.filename, **result}
 
     @app.get("/images/{row}")
     def image(row: str) -> FileResponse:
-        if not row.isdigit() or int(row) >= len(index):
+        if not _DIGITS.fullmatch(row) or int(row) >= len(index):
             raise ApiError(404, f"no product image {row!r}: images are addressed by result row")
         path = index.image_path(int(row)).resolve()
         if not path.is_relative_to(root):
@@ -271,10 +315,38 @@ def background_server(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> I
         thread.join(timeout=10)
 
 
-def run_server(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve ``app`` with uvicorn until interrupted."""
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, made before the index is loaded so that a
+    port in use fails at once, and handed to uvicorn so that nobody can take it in between.
+    Raises ``OSError`` naming the port when it is taken or the address is not this machine's."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[
+            0
+        ]
+    except socket.gaierror as err:
+        raise OSError(f"--host {host}: not an address of this machine ({err.strerror})") from err
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise OSError(f"port {port} on {host} is in use") from err
+        raise OSError(f"cannot listen on {host} port {port}: {err.strerror}") from err
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_server(app: FastAPI, sock: socket.socket) -> None:
+    """Serve ``app`` with uvicorn on ``sock`` (from :func:`listen`) until interrupted. uvicorn's
+    own access log is off: :class:`~mvlt.search.guard.AccessLog` writes one without query values."""
     import uvicorn
 
     index: CatalogueIndex = app.state.index
-    print(f"serving {len(index)} products from {index.path} at http://{host}:{port}/", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {len(index)} products from {index.path} at http://{shown}:{port}/", flush=True)
+    config = uvicorn.Config(app, log_level="info", access_log=False, timeout_keep_alive=5)
+    uvicorn.Server(config).run(sockets=[sock])

@@ -28,7 +28,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..fileio import atomic_write_text, read_json
+from ..fileio import atomic_write, atomic_write_text, read_json
 
 FORMAT = "mvlt-catalogue-index"
 VERSION = 1
@@ -84,7 +84,7 @@ def write_index(
         "image": torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)),
         "text": torch.from_numpy(np.ascontiguousarray(texts, dtype=np.float32)),
     }
-    save_file(tensors, str(folder / EMBEDDINGS), metadata={"format": FORMAT})
+    atomic_write(folder / EMBEDDINGS, lambda tmp: save_file(tensors, str(tmp), metadata={"format": FORMAT}))
     lines = "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in products)
     atomic_write_text(folder / PRODUCTS, lines)
     atomic_write_text(folder / MANIFEST, json.dumps({**manifest, "products": len(products)}, indent=2) + "\n")
