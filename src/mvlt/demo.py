@@ -28,6 +28,7 @@ import torch
 from .exits import ERRORS, UsageError, check_number, fail
 from .fileio import atomic_write_text
 from .runtime import Precision, cpu_has_native_bf16, faster_precision
+from .train.teachers.sources import parse_sources
 
 PLAN_NAME = "demo.json"
 DEFAULT_MINUTES = 6.5
@@ -63,6 +64,8 @@ class DemoPlan:
     pretrain_precision: str = "auto"
     finetune_precision: str = "auto"
     """Each stage's arithmetic, chosen by timing its steps (plans saved before these fields: auto)."""
+    teachers: list[str] | None = None
+    """``--teachers``: pretrained knowledge brought in while training (``mvlt.train.teachers``)."""
     image_cache: str = "auto"
     """Decoded-image cache of real photos (``TrainConfig.image_cache``); the planner times steps
     reading from it, as training will."""
@@ -100,6 +103,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--skip-bad-rows", action="store_true", help="leave out unusable catalogue rows (counted)")
     p.add_argument("--image-cache", default="auto", metavar="DIR",
                    help="decoded-image cache of real photos: auto (default), off, or a folder")  # fmt: skip
+    p.add_argument(
+        "--teachers",
+        default=None,
+        help="pretrained knowledge while training: text-init,text,image,cross or all (needs `make teachers`; "
+        "the BERT vocabulary)",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
     p.add_argument("--overwrite", action="store_true", help="start again, deleting an earlier demo in --out")
     p.set_defaults(run=run_demo)
@@ -159,11 +168,13 @@ def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
     train_set, test_set = open_splits(plan)
     print(f"  {train_set.source}: {len(train_set)} training and {len(test_set)} test items")
 
-    stage(2, f"pre-training {plan.model} (ITC + ITM + MLM + MIR), {plan.pretrain_steps} steps")
+    taught = f", teachers {','.join(plan.teachers)}" if plan.teachers else ""
+    stage(2, f"pre-training {plan.model} (ITC + ITM + MLM + MIR{taught}), {plan.pretrain_steps} steps")
     common = {
         "data": plan.data, "data_options": plan.data_options, "image_size": plan.image_size,
         "batch_size": plan.batch_size, "seed": plan.seed, "threads": plan.threads, "workers": plan.workers,
         "log_every": 25, "checkpoint_every": 100, "keep_checkpoints": 1, "image_cache": plan.image_cache,
+        "teachers": plan.teachers,
     }  # fmt: skip
     pre = TrainConfig(
         task="pretrain", model=plan.model, tokenizer=plan.tokenizer, steps=plan.pretrain_steps,
@@ -207,12 +218,20 @@ def make_plan(args: argparse.Namespace) -> DemoPlan:
     if getattr(args, "skip_bad_rows", False):
         options["skip_bad_rows"] = True
     minutes = args.minutes if args.minutes is not None else DEFAULT_MINUTES
+    try:
+        teachers = parse_sources(getattr(args, "teachers", None)) or None
+    except ValueError as err:
+        raise UsageError(f"--teachers: {err}") from None
+    if teachers and synthetic and {"text-init", "text", "cross"} & set(teachers):
+        raise UsageError(
+            "--teachers text-init/text/cross need the BERT vocabulary; the synthetic demo learns its own"
+        )
     plan = DemoPlan(
         data=args.data, data_options=options, model=args.model, image_size=image_size,
         batch_size=args.batch_size, tokenizer="train" if synthetic else None, pretrain_steps=0,
         pretrain_lr=1e-3, finetune_steps=0, finetune_lr=5e-4, queries=args.queries or 500,
         mig_images=16, seed=args.seed, threads=args.threads, workers=args.workers,
-        image_cache=getattr(args, "image_cache", "auto"),
+        image_cache=getattr(args, "image_cache", "auto"), teachers=teachers,
     )  # fmt: skip
     steps = seconds_per_step(plan)
     budget = 60 * minutes

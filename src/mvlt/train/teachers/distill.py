@@ -1,0 +1,129 @@
+"""What a training run takes from the teachers: targets for every batch, and a text-side start.
+
+``--teachers`` names the sources (``text-init``, ``text``, ``image``, ``cross``, or ``all``):
+
+- ``text-init``: the word-embedding table starts from MiniLM's (same vocabulary), brought to the
+  model's width by its principal components and scaled to the table's initial spread;
+- ``text`` / ``image``: the unimodal passes' ITC embeddings mimic the teacher pair's (``kd_text`` /
+  ``kd_image``: mean ``1 - cos``);
+- ``cross``: ITC also learns from the teacher pair's similarities as soft targets (``kd_cross``).
+
+The teacher pair (:mod:`.dual`) is fitted on the run's own training rows, in the model's ITC
+width, so its embeddings are targets in the model's own space. Features and the fitted pair are
+cached (:mod:`.features`); a resumed run finds them there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..distributed import Runtime, barrier
+from .dual import DualEncoder, fit_dual_encoder
+from .features import catalogue_fingerprint, default_cache_dir, teacher_features
+from .models import IMAGE_TEACHER, TEXT_TEACHER, TextTeacher, check_vocabulary
+from .sources import LOSS_OF_SOURCE
+
+
+@dataclass
+class TeacherTargets:
+    """The teacher pair's unit embeddings of every training row, looked up by the batch's ``index``."""
+
+    image: torch.Tensor
+    text: torch.Tensor
+    temperature: float
+
+    def attach(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        rows = batch["index"].cpu()
+        device = batch["images"].device
+        return {
+            **batch,
+            "target_image_emb": self.image[rows].to(device),
+            "target_text_emb": self.text[rows].to(device),
+            "target_temperature": torch.tensor(self.temperature, device=device),
+        }
+
+
+def teacher_targets(
+    catalogue: Any, dim: int, seed: int, cache_dir: str | Path | None = None, progress: bool = True
+) -> tuple[TeacherTargets, dict[str, Any]]:
+    """Fit (or load) the teacher pair on ``catalogue`` in ``dim`` dimensions; return its
+    embeddings of every row and a record of the fit for the run's log."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    features = teacher_features(catalogue, cache, progress=progress)
+    key = hashlib.sha256(f"{catalogue_fingerprint(catalogue)}/{dim}/{seed}".encode()).hexdigest()[:24]
+    fitted = cache / f"dual-{key}"
+    if (fitted / "dual_encoder.json").is_file():
+        pair, fit = DualEncoder.load(fitted)
+    else:
+        groups = list(getattr(catalogue, "groups", None) or catalogue.product_ids)
+        pair, fit = fit_dual_encoder(features["image"], features["text"], groups, dim, seed=seed)
+        pair.save(fitted, fit)
+    with torch.no_grad():
+        targets = TeacherTargets(
+            pair.embed_images(features["image"]), pair.embed_texts(features["text"]), pair.temperature
+        )
+    record = {"dim": dim, "epochs": fit.epochs, "temperature": round(pair.temperature, 4),
+              "held_out_r1": fit.held_out_r1, "cache": str(fitted)}  # fmt: skip
+    return targets, record
+
+
+def minilm_word_embeddings(width: int, std: float = 0.02) -> torch.Tensor:
+    """MiniLM's ``V x 384`` word embeddings projected on their first ``width`` principal axes
+    (centred), scaled so that the entries' spread is ``std``, the model's own initial spread."""
+    table = TextTeacher().word_embeddings().float()
+    centred = table - table.mean(0)
+    if width >= table.shape[1]:
+        projected = torch.cat([centred, centred.new_zeros(len(table), width - table.shape[1])], 1)
+    else:
+        sample = torch.randperm(len(table), generator=torch.Generator().manual_seed(0))[:8192]
+        _, _, v = torch.linalg.svd(centred[sample], full_matrices=False)
+        projected = centred @ v[:width].t()
+    return projected * (std / projected.std())
+
+
+def setup_teachers(
+    config: Any, model: Any, catalogue: Any, runtime: Runtime, weights: Mapping[str, float], fresh: bool
+) -> tuple[TeacherTargets | None, list[str]]:
+    """Prepare what ``config.teachers`` asks for: the batch targets (``None`` when no ``kd_*`` loss
+    is on) and, on a fresh run, MiniLM's word embeddings in ``model``. Returns log lines too.
+    Rank 0 computes and caches; the other ranks then read the cache."""
+    sources = config.teacher_sources()
+    lines: list[str] = []
+    if "text-init" in sources and fresh and not config.init:
+        width = model.text_embed.word_embeddings.weight.shape[1]
+        check_text_vocabulary(model.tokenizer)
+        with torch.no_grad():
+            model.text_embed.word_embeddings.weight.copy_(minilm_word_embeddings(width))
+        lines.append(f"  teachers: word embeddings from {TEXT_TEACHER} ({width} principal axes of 384)")
+    if not any(weights.get(name) for name in LOSS_OF_SOURCE.values()):
+        return None, lines
+    dim = model.config.contrastive_dim
+    if not dim:
+        raise ValueError("teacher distillation needs the model's ITC heads (contrastive_dim > 0)")
+    if {"text", "cross"} & set(sources):
+        check_text_vocabulary(model.tokenizer)
+    targets = record = None
+    for turn in ("main", "others"):
+        if (turn == "main") == runtime.is_main:
+            targets, record = teacher_targets(
+                catalogue, dim, config.seed, config.teacher_cache, runtime.is_main
+            )
+        barrier(runtime)
+    assert targets is not None and record is not None
+    r1 = max(record["held_out_r1"] or [0.0])
+    lines.append(
+        f"  teachers: pair {IMAGE_TEACHER} + {TEXT_TEACHER} fitted in {dim} d ({record['epochs']} epochs, "
+        f"held-out R@1 {100 * r1:.1f} %, temperature {record['temperature']:g}); cache {record['cache']}"
+    )
+    return targets, lines
+
+
+def check_text_vocabulary(tokenizer: Any) -> None:
+    """The run's tokenizer must be MiniLM's vocabulary (the bundled BERT-uncased one)."""
+    check_vocabulary(TextTeacher(), [tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)])

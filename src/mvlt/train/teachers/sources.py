@@ -1,0 +1,20 @@
+"""The names of the teacher sources a run can ask for (``TrainConfig.teachers``)."""
+
+from __future__ import annotations
+
+SOURCES = ("text-init", "text", "image", "cross")
+LOSS_OF_SOURCE = {"text": "kd_text", "image": "kd_image", "cross": "kd_cross"}
+
+
+def parse_sources(spec: str | list[str] | None) -> list[str]:
+    """``"all"``, a comma list or a list -> the sources in canonical order; unknown names refused."""
+    if spec is None or spec == "" or spec == []:
+        return []
+    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = [n.strip().lower() for n in names if n.strip()]
+    if names == ["all"]:
+        return list(SOURCES)
+    unknown = sorted(set(names) - set(SOURCES))
+    if unknown:
+        raise ValueError(f"unknown teacher source(s) {unknown}; choose from {', '.join(SOURCES)} or all")
+    return [s for s in SOURCES if s in names]
