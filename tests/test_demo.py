@@ -124,6 +124,9 @@ def test_demo_skips_bad_rows_and_records_what_it_left_out(tmp_path: Path, broken
     assert test["duplicate_product_ids"] == 1 and test["unlabelled"] == {"category": 1, "subcategory": 0}
     assert "2 rows share product_id" in done.stdout + done.stderr
     assert "skipped 1 bad row" in (out / "pretrain" / "train.log").read_text()
+    metrics = json.loads((out / "metrics.json").read_text())  # the plan's minutes and the run's
+    assert metrics["train_minutes_planned"] == 0.01 and 0 < metrics["train_minutes_actual"] < 5
+    assert "min of the 0.01 planned" in done.stdout
 
 
 @pytest.fixture
@@ -146,3 +149,12 @@ def broken_manifest(tmp_path: Path) -> tuple[Path, str]:
         writer.writeheader()
         writer.writerows(rows)
     return manifest, f"row {train_rows[2] + 1} (line {train_rows[2] + 2})"
+
+
+def test_the_planner_times_a_random_batch_not_the_first_rows():
+    from mvlt.demo import planning_rows
+
+    rows = planning_rows(9307, 64, seed=0)
+    assert rows == planning_rows(9307, 64, seed=0) and rows != planning_rows(9307, 64, seed=1)
+    assert len(set(rows)) == 64 and max(rows) > 4000 and rows != list(range(64))
+    assert planning_rows(10, 64, seed=0) == list(range(10))

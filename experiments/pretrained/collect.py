@@ -96,8 +96,11 @@ def cpu_entry(folder: Path, key: str) -> dict:
         entry["minutes_cover"] = "teacher features (train + test), fit, scoring"
         return entry
     timing = json.loads((folder / "timing.json").read_text()) if (folder / "timing.json").is_file() else {}
+    plan = json.loads((folder / "demo.json").read_text())
     entry.update(
         scorer=metrics["protocol"]["retrieval"]["scorers"][0],
+        pretrain_steps=plan["pretrain_steps"],
+        finetune_steps=plan["finetune_steps"],
         minutes=round(timing.get("wall_s", SCRATCH_CPU_MINUTES * 60) / 60, 2),
         minutes_cover="the whole command: data, image cache, teachers, training, evaluation",
         **figures(metrics),
@@ -117,23 +120,33 @@ def collect(root: Path) -> list[dict]:
 
 
 def table(entries: list[dict]) -> str:
-    rows = ["| run | teachers | device | minutes | TIR R@1 | R@5 | R@10 | ITR R@1 | R@5 | R@10 | S-CR |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    head = [
+        "run",
+        "teachers",
+        "device",
+        "steps",
+        "minutes",
+        "TIR R@1",
+        "R@5",
+        "R@10",
+        "ITR R@1",
+        "R@5",
+        "R@10",
+    ]
+    rows = ["| " + " | ".join([*head, "S-CR"]) + " |", "|---" * (len(head) + 1) + "|"]
     for e in entries:
         pct = {k: f"{100 * e[k]:.1f}" for k in RETRIEVAL}
         r5 = {d: f"{pct[d + '_r5']} ± {100 * e[d + '_r5_se']:.1f}" for d in ("tir", "itr")}
-        scr = f"{100 * e['scr_acc']:.1f} %" if "scr_acc" in e else "–"
-        device = "GPU" if e["device"] == GPU else "CPU"
+        steps = f"{e['pretrain_steps']} + {e['finetune_steps']}" if "pretrain_steps" in e else "–"
         cells = [
             e["name"],
             e["teachers"],
-            device,
+            "GPU" if e["device"] == GPU else "CPU",
+            steps,
             f"{e['minutes']:.1f}",
-            pct["tir_r1"],
-            r5["tir"],
-            pct["tir_r10"],
         ]
-        cells += [pct["itr_r1"], r5["itr"], pct["itr_r10"], scr]
+        cells += [pct["tir_r1"], r5["tir"], pct["tir_r10"], pct["itr_r1"], r5["itr"], pct["itr_r10"]]
+        cells.append(f"{100 * e['scr_acc']:.1f} %" if "scr_acc" in e else "–")
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

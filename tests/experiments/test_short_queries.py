@@ -44,4 +44,5 @@ def test_evaluate_averages_over_queries():
     image = torch.eye(4)
     text = torch.eye(4)[:2]  # query i is most similar to image i
     result = short_queries.evaluate(text, image, {"a": {0}, "b": {3}})
-    assert result["queries"] == 2 and result["ndcg_at_10"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
+    # "b" is relevant to item 3, which ties with items 0 and 2 behind item 1: rank 4
+    assert result["queries"] == 2 and result["ndcg_at_10"] == pytest.approx((1 + 1 / np.log2(5)) / 2)

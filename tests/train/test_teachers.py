@@ -112,17 +112,18 @@ def test_model_computes_the_kd_terms_from_targets_in_the_batch_and_names_missing
 # ---------------------------------------------------------------------------- teacher pair
 def test_dual_encoder_learns_paired_features_and_round_trips(tmp_path):
     g = torch.Generator().manual_seed(0)
-    latent = torch.randn(400, 6, generator=g)
-    images = latent @ torch.randn(6, 20, generator=g) + 0.05 * torch.randn(400, 20, generator=g)
-    texts = latent @ torch.randn(6, 12, generator=g) + 0.05 * torch.randn(400, 12, generator=g)
-    groups = [str(i // 2) for i in range(400)]  # pairs of variants stay on one side of the split
-    pair, fit = fit_dual_encoder(images, texts, groups, dim=8, max_epochs=15)
-    assert 1 <= fit.epochs <= 15 and len(fit.held_out_r1) == 15
-    assert max(fit.held_out_r1) > 0.5  # chance is 1 / 40
+    n = 2000
+    latent = torch.randn(n, 6, generator=g)
+    images = latent @ torch.randn(6, 20, generator=g) + 0.05 * torch.randn(n, 20, generator=g)
+    texts = latent @ torch.randn(6, 12, generator=g) + 0.05 * torch.randn(n, 12, generator=g)
+    groups = [str(i // 2) for i in range(n)]  # pairs of variants stay on one side of the split
+    pair, fit = fit_dual_encoder(images, texts, groups, dim=8, max_epochs=20)
+    assert 1 <= fit.epochs <= 20 and len(fit.held_out_r1) == 20
+    assert max(fit.held_out_r1) > 0.5  # chance is 1 / 200
     loaded, loaded_fit = DualEncoder.load(pair.save(tmp_path / "pair", fit))
     assert loaded_fit == fit
     assert torch.allclose(loaded.embed_images(images[:5]), pair.embed_images(images[:5]))
-    assert torch.allclose(pair.embed_texts(texts).norm(dim=-1), torch.ones(400))
+    assert torch.allclose(pair.embed_texts(texts).norm(dim=-1), torch.ones(n))
 
 
 # ---------------------------------------------------------------------------- feature cache
@@ -222,5 +223,6 @@ def test_a_run_with_every_teacher_starts_from_minilm_words_and_trains_the_kd_ter
     log = (tmp_path / "run" / "train.log").read_text()
     assert "word embeddings from all-MiniLM-L6-v2" in log and "fitted in 16 d" in log
     words = MVLT.from_pretrained(tmp_path / "run").text_embed.word_embeddings.weight
-    assert torch.allclose(words, minilm_word_embeddings(words.shape[1]), atol=1e-4)
+    assert torch.allclose(words[1:], minilm_word_embeddings(words.shape[1])[1:], atol=1e-4)
+    assert not words[0].any()  # [PAD]
     assert list((tmp_path / "cache").glob("features-*.safetensors"))  # cached for the next run

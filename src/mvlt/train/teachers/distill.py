@@ -56,7 +56,10 @@ def teacher_targets(
     embeddings of every row and a record of the fit for the run's log."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     features = teacher_features(catalogue, cache, progress=progress)
-    key = hashlib.sha256(f"{catalogue_fingerprint(catalogue)}/{dim}/{seed}".encode()).hexdigest()[:24]
+    digest = hashlib.sha256(f"{catalogue_fingerprint(catalogue)}/{dim}/{seed}".encode())
+    for name in sorted(features):  # features made another way (version, precision) refit the pair
+        digest.update(features[name].numpy().tobytes())
+    key = digest.hexdigest()[:24]
     fitted = cache / f"dual-{key}"
     if (fitted / "dual_encoder.json").is_file():
         pair, fit = DualEncoder.load(fitted)
@@ -99,7 +102,10 @@ def setup_teachers(
         width = model.text_embed.word_embeddings.weight.shape[1]
         check_text_vocabulary(model.tokenizer)
         with torch.no_grad():
-            model.text_embed.word_embeddings.weight.copy_(minilm_word_embeddings(width))
+            words = model.text_embed.word_embeddings
+            words.weight.copy_(minilm_word_embeddings(width))
+            if words.padding_idx is not None:  # [PAD] stays the zero vector, as initialised
+                words.weight[words.padding_idx] = 0
         lines.append(f"  teachers: word embeddings from {TEXT_TEACHER} ({width} principal axes of 384)")
     if not any(weights.get(name) for name in LOSS_OF_SOURCE.values()):
         return None, lines

@@ -83,7 +83,7 @@ class DualEncoder(nn.Module):
         state = load_file(str(directory / DUAL_WEIGHTS))
         model = cls(state["image_mean"].numel(), state["text_mean"].numel(), fit.dim)
         model.load_state_dict(state)
-        return model.eval()
+        return model.eval(), fit
 
 
 def fit_dual_encoder(
