@@ -66,7 +66,7 @@ def test_evaluate_scores_against_the_columns(checkpoint: Path, shop: Path, tmp_p
         for stat in ("acc_zeroshot", "macro_f1_zeroshot", "acc_majority", "macro_f1_majority"):
             assert 0.0 <= metrics[f"tag_{attribute}_{stat}"] <= 1.0
     assert metrics["tag_pattern_items"] == 12
-    assert metrics["protocol"]["attributes"]["colour"]["majority_label"]
+    assert metrics["protocol"]["attributes"]["colour"]["majority_label"] and "data" in metrics["protocol"]
     assert len((out / "tags.jsonl").read_text().splitlines()) == 12
 
 

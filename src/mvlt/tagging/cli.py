@@ -145,7 +145,6 @@ def run_tag(args: argparse.Namespace) -> int:
 def _tag(args: argparse.Namespace, spec: Any, progress: bool) -> dict[str, Any]:
     from ..runtime import resolve_device, resolve_precision
     from .attributes import catalogue_columns
-    from .evaluate import score_tags
     from .run import tag_photos, write_tags
     from .sources import CataloguePhotos, PhotoFolder
     from .zeroshot import ZeroShotTagger
@@ -175,33 +174,52 @@ def _tag(args: argparse.Namespace, spec: Any, progress: bool) -> dict[str, Any]:
         write_tags(args.out, run.tagged, spec.attributes)
         return result
     assert columns is not None
+    size = int(model.config.image_size)
+    result["metrics"] = _write_evaluation(
+        args, run, columns.values, vocabulary, catalogue, tagger.temperature, precision.name, size
+    )
+    return result
+
+
+def _write_evaluation(
+    args: argparse.Namespace, run: Any, values: dict[str, list[str]], vocabulary: dict[str, list[str]],
+    catalogue: Any, temperature: float, precision: str, image_size: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Score the top label of every tagged row against the column's ``values``; write
+    ``metrics.json`` (with the protocol) and ``tags.jsonl`` into ``--out``."""
+    from ..fileio import atomic_write_text
+    from .evaluate import score_tags
+    from .run import write_tags
+
+    attributes = list(vocabulary)
     rows = [int(t.photo.row or 0) for t in run.tagged]  # every photo of a catalogue has its row
-    predicted = {a: [t.tags[a][0].label for t in run.tagged] for a in spec.attributes}
-    truth = {a: [columns.values[a][r] for r in rows] for a in spec.attributes}
+    predicted = {a: [t.tags[a][0].label for t in run.tagged] for a in attributes}
+    truth = {a: [values[a][r] for r in rows] for a in attributes}
     metrics, details = score_tags(predicted, truth, vocabulary)
-    protocol = {
+    protocol: dict[str, Any] = {
         "task": "zero-shot tagging (image only, ITC embeddings)",
         "checkpoint": str(args.checkpoint),
-        "catalogue": str(source.source),
+        "catalogue": str(catalogue.source),
         "split": getattr(catalogue, "split", None) or "(all rows)",
         "photos": len(run.tagged),
         "skipped": dict(run.skips.counts),
         "prompt": args.prompt,
-        "temperature": tagger.temperature,
-        "image_size": int(model.config.image_size),
-        "precision": precision.name,
+        "temperature": temperature,
+        "image_size": image_size,
+        "precision": precision,
         "labels": "given with --zero-shot, else the column's distinct values over the whole manifest",
         "matching": "case-folded, spaces collapsed; empty values and values not offered: counted, not scored",
         "majority": "always the most common value of the scored rows",
         "attributes": details,
     }
-    write_tags(args.out / "tags.jsonl", run.tagged, spec.attributes)
-    from ..fileio import atomic_write_text
+    if hasattr(catalogue, "skips"):  # what the catalogue left out, as mvlt evaluate records it
+        from ..data.audit import audit
 
+        protocol["data"] = audit(catalogue)
+    write_tags(args.out / "tags.jsonl", run.tagged, attributes)
     text = json.dumps({**metrics, "protocol": protocol}, indent=2, ensure_ascii=False) + "\n"
     atomic_write_text(args.out / "metrics.json", text)
-    result["metrics"] = metrics
-    return result
+    return metrics
 
 
 def _open(args: argparse.Namespace) -> Any:
