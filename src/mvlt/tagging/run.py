@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,20 +74,28 @@ def tag_photos(
     """Tag the first ``limit`` photos of ``source`` (all when None), ``batch_size`` at a time."""
     photos = source.photos[:limit] if limit is not None else source.photos
     run = TagRun()
+
+    def prepared(photo: Photo) -> torch.Tensor | DataError:
+        try:
+            return prepare_image(source.load(photo), image_size)
+        except DataError as err:
+            return err
+
     bar = tqdm(total=len(photos), unit="photo", desc="tagging", disable=not progress)
-    for at in range(0, len(photos), batch_size):
-        chunk, pixels = [], []
-        for photo in photos[at : at + batch_size]:
-            try:
-                pixels.append(prepare_image(source.load(photo), image_size))
-            except DataError as err:
-                handle_bad_row(err, skip_bad_rows, run.skips)
-                continue
-            chunk.append(photo)
-        if chunk:
-            tags = tagger.tag(torch.stack(pixels).to(device), top_k)
-            run.tagged.extend(TaggedPhoto(p, t) for p, t in zip(chunk, tags))
-        bar.update(len(photos[at : at + batch_size]))
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
+        for at in range(0, len(photos), batch_size):
+            batch = photos[at : at + batch_size]
+            chunk, pixels = [], []
+            for photo, image in zip(batch, pool.map(prepared, batch)):
+                if isinstance(image, DataError):
+                    handle_bad_row(image, skip_bad_rows, run.skips)
+                    continue
+                chunk.append(photo)
+                pixels.append(image)
+            if chunk:
+                tags = tagger.tag(torch.stack(pixels).to(device), top_k)
+                run.tagged.extend(TaggedPhoto(p, t) for p, t in zip(chunk, tags))
+            bar.update(len(batch))
     bar.close()
     return run
 
