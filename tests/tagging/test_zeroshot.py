@@ -41,7 +41,7 @@ def test_tags_are_the_itc_softmax_over_each_attributes_labels(model: mvlt.MVLT) 
 def test_temperature_and_prompt_template(model: mvlt.MVLT) -> None:
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     tagger = ZeroShotTagger(model, VOCABULARY)
-    assert tagger.temperature == pytest.approx(float(model.itc_head.clamped_temperature()))
+    assert tagger.temperature == pytest.approx(float(model.itc_head.clamped_temperature().detach()))
     sharp = tagger.probabilities(images)["colour"]
     assert torch.allclose(sharp.sum(-1), torch.ones(2))
     flat = ZeroShotTagger(model, VOCABULARY, temperature=100.0).probabilities(images)["colour"]
