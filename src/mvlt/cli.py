@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "mvlt.eval.cli",  # evaluate
     "mvlt.data.cli",  # tokenizer
     "mvlt.search.cli",  # index, search, serve
+    "mvlt.tagging.cli",  # tag
     "mvlt.demo",  # demo
 )
 

@@ -1,0 +1,130 @@
+"""Tag a folder or catalogue batch by batch, and write the tags as JSONL or CSV.
+
+Photos are decoded and prepared on the way (the same ``prepare_image`` as training and search);
+an unreadable one stops the run naming it, or is skipped and counted (``skip_bad_rows``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..data.errors import DataError, SkipLog, handle_bad_row
+from ..data.images import prepare_image
+from ..fileio import atomic_write_text
+from .sources import Photo
+from .zeroshot import ImageTags, ZeroShotTagger
+
+OUTPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+
+
+class PhotoSource(Protocol):
+    source: str
+    photos: list[Photo]
+
+    def load(self, photo: Photo) -> Image.Image: ...
+
+
+@dataclass
+class TaggedPhoto:
+    """A photo and its tags: one line of ``tags.jsonl``, one row of ``tags.csv``."""
+
+    photo: Photo
+    tags: ImageTags
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.photo.name,
+            "product_id": self.photo.product_id,
+            "tags": {a: [t.to_dict() for t in tags] for a, tags in self.tags.items()},
+        }
+
+
+@dataclass
+class TagRun:
+    """What a run tagged, and what it skipped (by reason, the first few named)."""
+
+    tagged: list[TaggedPhoto] = field(default_factory=list)
+    skips: SkipLog = field(default_factory=SkipLog)
+
+
+def tag_photos(
+    tagger: ZeroShotTagger,
+    source: PhotoSource,
+    *,
+    image_size: int,
+    top_k: int = 3,
+    batch_size: int = 32,
+    limit: int | None = None,
+    skip_bad_rows: bool = False,
+    progress: bool = False,
+    device: torch.device | str = "cpu",
+) -> TagRun:
+    """Tag the first ``limit`` photos of ``source`` (all when None), ``batch_size`` at a time."""
+    photos = source.photos[:limit] if limit is not None else source.photos
+    run = TagRun()
+
+    def prepared(photo: Photo) -> torch.Tensor | DataError:
+        try:
+            return prepare_image(source.load(photo), image_size)
+        except DataError as err:
+            return err
+
+    bar = tqdm(total=len(photos), unit="photo", desc="tagging", disable=not progress)
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
+        for at in range(0, len(photos), batch_size):
+            batch = photos[at : at + batch_size]
+            chunk, pixels = [], []
+            for photo, image in zip(batch, pool.map(prepared, batch)):
+                if isinstance(image, DataError):
+                    handle_bad_row(image, skip_bad_rows, run.skips)
+                    continue
+                chunk.append(photo)
+                pixels.append(image)
+            if chunk:
+                tags = tagger.tag(torch.stack(pixels).to(device), top_k)
+                run.tagged.extend(TaggedPhoto(p, t) for p, t in zip(chunk, tags))
+            bar.update(len(batch))
+    bar.close()
+    return run
+
+
+def output_format(path: Path) -> str:
+    """``jsonl`` or ``csv`` from the file's suffix (anything else: a ValueError naming it)."""
+    kind = OUTPUT_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"--out {path}: write tags to a .jsonl or .csv file")
+    return kind
+
+
+def write_tags(path: Path, tagged: Sequence[TaggedPhoto], attributes: Sequence[str]) -> Path:
+    """Write ``tagged`` to ``path`` (atomically), as JSONL or CSV by its suffix.
+
+    CSV: ``image, product_id``, then per attribute its best label, that label's probability and
+    the top-k as ``label:probability`` joined by ``|``, for spreadsheets and catalogue imports.
+    """
+    if output_format(path) == "jsonl":
+        text = "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in tagged)
+        return atomic_write_text(path, text)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["image", "product_id", *(f"{a}{s}" for a in attributes for s in ("", "_p", "_top"))])
+    for t in tagged:
+        row = [t.photo.name, t.photo.product_id or ""]
+        for a in attributes:
+            tags = t.tags[a]
+            row += [tags[0].label, f"{tags[0].probability:.4f}"]
+            row.append("|".join(f"{x.label}:{x.probability:.4f}" for x in tags))
+        writer.writerow(row)
+    return atomic_write_text(path, buffer.getvalue())
