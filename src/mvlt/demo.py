@@ -66,9 +66,12 @@ class DemoPlan:
     finetune_precision: str = "auto"
     """Each stage's arithmetic, chosen by timing its steps (plans saved before these fields: auto)."""
     teachers: list[str] | None = None
-    train_minutes: float | None = None
-    """Minutes of training the step counts were fitted to (``--minutes``; None in older plans)."""
     """``--teachers``: pretrained knowledge brought in while training (``mvlt.train.teachers``)."""
+    train_minutes: float | None = None
+    """Minutes of training the step counts were fitted to (``--minutes``; None in older plans).
+    Each stage re-fits its steps to its share once its real rate is known (``fit_minutes``)."""
+    eval_minutes: float | None = None
+    """The planner's estimate of what evaluation adds (its ITM pairs at the timed rate)."""
     image_cache: str = "auto"
     """Decoded-image cache of real photos (``TrainConfig.image_cache``); the planner times steps
     reading from it, as training will."""
@@ -181,7 +184,8 @@ def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
     }  # fmt: skip
     pre = TrainConfig(
         task="pretrain", model=plan.model, tokenizer=plan.tokenizer, steps=plan.pretrain_steps,
-        lr=plan.pretrain_lr, out=str(out / "pretrain"), precision=plan.pretrain_precision, **common,
+        lr=plan.pretrain_lr, out=str(out / "pretrain"), precision=plan.pretrain_precision,
+        fit_minutes=stage_minutes(plan, "pretrain"), **common,
     )  # fmt: skip
     result = train(pre, resume=_started(out / "pretrain"), overwrite=args.overwrite)
     trained_seconds = result.seconds
@@ -191,7 +195,8 @@ def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
     stage(3, f"fine-tuning the recognition heads (ITC and ITM kept on), {plan.finetune_steps} steps")
     fine = TrainConfig(
         task="finetune", init=str(out / "pretrain"), steps=plan.finetune_steps, lr=plan.finetune_lr,
-        out=str(out / "model"), loss_weights=FINETUNE_MATCHING, precision=plan.finetune_precision, **common,
+        out=str(out / "model"), loss_weights=FINETUNE_MATCHING, precision=plan.finetune_precision,
+        fit_minutes=stage_minutes(plan, "finetune"), **common,
     )  # fmt: skip
     result = train(fine, resume=_started(out / "model"), overwrite=args.overwrite)
     trained_seconds += result.seconds
@@ -199,8 +204,9 @@ def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
         return _interrupted(out, result.interrupted)
 
     stage(4, "evaluation: retrieval, recognition, masked image generation")
+    evaluation_started = time.perf_counter()
     metrics = evaluate_model(out / "model", test_set, plan, out, train_set=train_set)
-    metrics.update(record_training_time(out, plan, trained_seconds))
+    metrics.update(record_training_time(out, plan, trained_seconds, time.perf_counter() - evaluation_started))
     print_headline(metrics, test_set, plan, out, time.perf_counter() - started)
     return 0
 
@@ -244,18 +250,27 @@ def make_plan(args: argparse.Namespace) -> DemoPlan:
         image_cache=getattr(args, "image_cache", "auto"), teachers=teachers,
     )  # fmt: skip
     steps = seconds_per_step(plan)
-    budget = 60 * minutes
     seconds, plan.pretrain_precision = steps["pretrain"]
     tune_seconds, plan.finetune_precision = steps["finetune"]
-    plan.pretrain_steps = max(20, int((1 - FINETUNE_SHARE) * budget / seconds))
-    plan.finetune_steps = max(10, int(FINETUNE_SHARE * budget / tune_seconds))
     plan.train_minutes = minutes
+    plan.pretrain_steps = max(20, int(60 * stage_minutes(plan, "pretrain") / seconds))
+    plan.finetune_steps = max(10, int(60 * stage_minutes(plan, "finetune") / tune_seconds))
+    plan.eval_minutes = round(steps["evaluation"][0] / 60, 2)
     print(
         f"mvlt demo: {minutes:g} min of training here: {plan.pretrain_steps} pre-training steps "
         f"({seconds:.2f} s each, {plan.pretrain_precision}) + {plan.finetune_steps} fine-tuning steps "
-        f"({tune_seconds:.2f} s each, {plan.finetune_precision})"
+        f"({tune_seconds:.2f} s each, {plan.finetune_precision}), re-fitted to the minutes once each "
+        f"stage's real rate is known; evaluation adds about {plan.eval_minutes:.1f} min"
     )
     return plan
+
+
+def stage_minutes(plan: DemoPlan, task: str) -> float | None:
+    """A training stage's share of ``--minutes`` (None for plans saved before the field)."""
+    if plan.train_minutes is None:
+        return None
+    share = FINETUNE_SHARE if task == "finetune" else 1 - FINETUNE_SHARE
+    return share * plan.train_minutes
 
 
 def seconds_per_step(plan: DemoPlan) -> dict[str, tuple[float, str]]:
@@ -271,7 +286,7 @@ def seconds_per_step(plan: DemoPlan) -> dict[str, tuple[float, str]]:
 
     if plan.threads:
         torch.set_num_threads(plan.threads)
-    train_set, _ = open_splits(plan)
+    train_set, test_set = open_splits(plan)
     tokenizer = bert_tokenizer()  # vocabulary size barely changes the step time
     model = create_model(
         plan.model, image_size=plan.image_size, vocab_size=tokenizer.vocab_size, num_categories=8,
@@ -305,7 +320,34 @@ def seconds_per_step(plan: DemoPlan) -> dict[str, tuple[float, str]]:
         median = {name: statistics.median(times[1:]) for name, times in step.items()}
         name = faster_precision(median)
         timings[task] = (median[name] + load * _loading_share(plan), name)
+    pairs = evaluation_pairs(plan.queries, len(set(test_set.product_ids)))
+    timings["evaluation"] = (pairs * seconds_per_pair(model, batch, timings["finetune"][1]), "")
     return timings
+
+
+def evaluation_pairs(queries: int, products: int) -> int:
+    """The ITM pairs of the 1 + K protocol: each query's list in both directions, sharing the positive."""
+    negatives = min(100, products - 1)
+    return min(queries, products) * (2 * negatives + 1)
+
+
+def seconds_per_pair(model: torch.nn.Module, batch: dict[str, Any], precision: str) -> float:
+    """What one ITM pair costs the evaluator's staged scorer (mvlt.eval.scoring): the joint stages
+    per pair, plus half an image pass and half a text pass (lists share their query's side)."""
+    images, ids, mask = batch["images"], batch["input_ids"], batch["attention_mask"]
+    model.eval()
+    timed = []
+    with torch.inference_mode(), Precision(precision, "planning", "cpu").autocast():
+        for _ in range(3):
+            start = time.perf_counter()
+            visual, _ = model.unimodal_features(images=images)
+            _, text = model.unimodal_features(input_ids=ids, attention_mask=mask)
+            joint = time.perf_counter()
+            model.match_score_joint(visual, text, mask)
+            end = time.perf_counter()
+            timed.append((end - joint) + 0.5 * (joint - start))
+    model.train()
+    return min(timed) / len(images)
 
 
 def planning_rows(n: int, batch: int, seed: int) -> list[int]:
@@ -373,12 +415,19 @@ def majority_share(labels: list[str]) -> float:
     return Counter(labels).most_common(1)[0][1] / len(labels) if labels else 0.0
 
 
-def record_training_time(out: Path, plan: DemoPlan, seconds: float) -> dict[str, Any]:
-    """Planned and actual training minutes (this invocation's, for a resumed demo), printed and
-    added to ``metrics.json``: the plan is a promise the run is held to."""
-    times = {"train_minutes_planned": plan.train_minutes, "train_minutes_actual": round(seconds / 60, 2)}
+def record_training_time(
+    out: Path, plan: DemoPlan, seconds: float, evaluation_seconds: float
+) -> dict[str, Any]:
+    """Planned and actual training and evaluation minutes (this invocation's, for a resumed demo),
+    printed and added to ``metrics.json``: the plan is a promise the run is held to."""
+    times = {
+        "train_minutes_planned": plan.train_minutes, "train_minutes_actual": round(seconds / 60, 2),
+        "eval_minutes_planned": plan.eval_minutes, "eval_minutes_actual": round(evaluation_seconds / 60, 2),
+    }  # fmt: skip
     planned = f"{plan.train_minutes:g}" if plan.train_minutes is not None else "?"
     print(f"  training: {times['train_minutes_actual']:.1f} min of the {planned} planned")
+    if plan.eval_minutes is not None:
+        print(f"  evaluation: {times['eval_minutes_actual']:.1f} min (planned about {plan.eval_minutes:.1f})")
     path = out / "metrics.json"
     if path.is_file():
         atomic_write_text(

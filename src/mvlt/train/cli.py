@@ -36,7 +36,8 @@ SAFE_TO_CHANGE_ON_RESUME = {"out", "threads", "workers", "image_cache", "log_eve
 """Keys that may differ from the saved run without changing what one step computes."""
 NUMBER_RULES = {
     "image_size": "image_size", "batch_size": "count", "accumulation": "count", "steps": "count",
-    "epochs": "positive", "max_minutes": "positive", "lr": "positive", "base_lr": "positive",
+    "epochs": "positive", "max_minutes": "positive", "fit_minutes": "positive", "lr": "positive",
+    "base_lr": "positive",
     "min_lr": "non_negative", "warmup_steps": "whole", "warmup_ratio": "fraction",
     "weight_decay": "non_negative", "clip_grad_norm": "positive", "mask_ratio": "open_fraction",
     "mask_unit": "count", "mlm_prob": "fraction", "itm_negative_prob": "fraction", "vocab_size": "count",
@@ -61,6 +62,13 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
         float,
         "M",
         "stop (with a checkpoint) after M minutes of this invocation; --resume continues, with M again",
+    ),
+    (
+        "--fit-minutes",
+        "fit_minutes",
+        float,
+        "M",
+        "fit the run to M minutes of training: after a minute, re-fit the steps to the measured rate",
     ),
     ("--lr", "lr", float, "X", "peak learning rate (default: 2.5e-4 x batch / 512, released code)"),
     ("--base-lr", "base_lr", float, "X", "lr per 512 samples when --lr is not given"),

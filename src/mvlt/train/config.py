@@ -117,6 +117,12 @@ class TrainConfig:
     checkpoint and stops (exit 0, ``--resume`` continues). The schedule still spans ``steps``.
     Each invocation gets the whole budget, a resumed one too (ours: a job under a scheduler's time
     limit resumes with the same flag and the same limit)."""
+    fit_minutes: float | None = None
+    """Training wall minutes the run should fill, over all invocations: ``steps`` (or ``epochs``)
+    is the first guess, e.g. a planner's; from the first minute on the trainer measures its real
+    step rate and re-fits the remaining steps and the cosine horizon whenever the projected end is
+    off by more than 10 % (ours; :mod:`mvlt.train.budget`). The length then depends on the
+    machine's speed, so two runs differ; a resumed run keeps the length it was fitted to."""
 
     # --------------------------------------------------------------------------- optimiser
     lr: float | None = None
@@ -303,6 +309,8 @@ class TrainConfig:
             raise bad("epochs", "must be positive")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise bad("max_minutes", "must be positive")
+        if self.fit_minutes is not None and self.fit_minutes <= 0:
+            raise bad("fit_minutes", "must be positive")
         if self.batch_size % self.accumulation:
             raise bad("batch_size", f"must be divisible by accumulation={self.accumulation}")
         for name in ("lr", "min_lr", "base_lr", "weight_decay"):

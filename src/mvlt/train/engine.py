@@ -37,6 +37,7 @@ from ..masking import IGNORE_INDEX
 from ..model.config import OBJECTIVES, LossWeights
 from ..runtime import Precision, resolve_precision
 from . import checkpoint as ckpt
+from .budget import CHECK_EVERY_STEPS, BudgetFit
 from .calibrate import training_workload
 from .config import TrainConfig
 from .data import ResumableSampler, build_dataset, epoch_loader
@@ -179,6 +180,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=self.precision.needs_scaler)
         self.sampler = ResumableSampler(self.dataset, world, runtime.rank, seed=config.seed)
         self.last_checkpoint: Path | None = None
+        self.budget = BudgetFit(60 * config.fit_minutes) if config.fit_minutes else None
         if self.resumed is not None:
             self._restore()
 
@@ -212,6 +214,10 @@ class Trainer:
         expected = {"global_batch": self.config.batch_size, "steps_per_epoch": self.steps_per_epoch}
         restore(state, self.optimizer, self.scaler, self.runtime, self.config.seed, expected)
         self.step, self.last_checkpoint = state.step, state.path
+        if self.budget is not None and "trained_s" in state.state:  # the length the run was fitted to
+            self.budget.trained_before_s = float(state.state["trained_s"])
+            self.total_steps = int(state.state["total_steps"])
+            self.schedule = WarmupCosine(**state.state["schedule"])
         state.optimizer, state.rng = {}, []  # free them: they now live in the optimizer and the RNGs
 
     # ------------------------------------------------------------------------------ the loop
@@ -236,6 +242,8 @@ class Trainer:
                     metrics, stop_now = self._train_step(micro, stop)
                     self.step += 1
                     window.add(metrics, cfg.batch_size, time.perf_counter() - t0)
+                    if self.budget is not None:
+                        self._fit_to_budget(started, progress)
                     if progress is not None:
                         progress.update(1)
                         progress.set_postfix_str(window.postfix(metrics["lr"]), refresh=False)
@@ -285,7 +293,9 @@ class Trainer:
         while self.step < self.total_steps:
             epoch, done = divmod(self.step, self.steps_per_epoch)
             batches = self._epoch_batches(epoch, done)
-            for _ in range(min(self.steps_per_epoch - done, self.total_steps - self.step)):
+            for _ in range(self.steps_per_epoch - done):
+                if self.step >= self.total_steps:  # re-read each step: a budget re-fit moves it
+                    return
                 yield [next(batches) for _ in range(self.config.accumulation)]
 
     def _epoch_batches(self, epoch: int, done_steps: int) -> Iterator[dict[str, Any]]:
@@ -304,6 +314,31 @@ class Trainer:
             pin_memory=self.runtime.device.type == "cuda",
         )
         return iter(loader)
+
+    def _fit_to_budget(self, started: float, progress: Any) -> None:
+        """``fit_minutes``: every rank takes rank 0's re-fit of the run's length, if any."""
+        assert self.budget is not None
+        now = time.perf_counter()
+        self.budget.step_done(self.step, now)
+        if self.step % CHECK_EVERY_STEPS or self.step >= self.total_steps:
+            return
+        proposal = None
+        if self.runtime.is_main:
+            proposal = self.budget.proposal(self.step, self.total_steps, now, started)
+        proposal = broadcast_object(proposal, self.runtime)
+        if proposal is None or proposal == self.total_steps:
+            return
+        spent = self.budget.trained_before_s + now - started
+        rate = self.budget.rate(self.step, now)
+        line = BudgetFit.describe(self.step, self.total_steps, proposal, rate, spent, self.budget.budget_s)
+        self.log.info(f"mvlt {self.config.task}: {line}")
+        self.total_steps = proposal
+        self.schedule = dataclasses.replace(
+            self.schedule, total=proposal, warmup=min(self.schedule.warmup, proposal)
+        )
+        if progress is not None:
+            progress.total = proposal
+            progress.refresh()
 
     def _uses_masked_images(self) -> bool:
         """Released schedule: even steps (0, 2, ...) clean images, odd steps masked ones."""
@@ -444,6 +479,7 @@ class Trainer:
                 "schedule": dataclasses.asdict(self.schedule),  # lr is a pure function of the step
                 "losses": losses,
                 "elapsed_s": round(elapsed, 3),
+                **({"trained_s": round(self.budget.trained_before_s + elapsed, 3)} if self.budget else {}),
                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
             ckpt.save_checkpoint(
