@@ -38,9 +38,12 @@ def draw_curves(
     runs: Mapping[str, Series],
     reference: Mapping[str, float] | None = None,
     panel: tuple[int, int] = (260, 170),
+    quantity: str = "loss",
+    x_name: str = "step",
 ) -> Image.Image:
     """One panel per objective, one line per run (``runs``: run name -> series). ``reference``
-    draws a dashed level per objective, e.g. ``{"itm": ln 2}``, to show where chance is."""
+    draws a dashed level per objective, e.g. ``{"itm": ln 2}``, to show where chance is (or a
+    target). ``quantity`` and ``x_name`` label the panels: e.g. recall by minutes."""
     objectives = list(dict.fromkeys(name for series in runs.values() for name in series))
     cols = min(3, max(1, len(objectives)))
     rows = math.ceil(len(objectives) / cols) if objectives else 1
@@ -51,7 +54,8 @@ def draw_curves(
     font = ImageFont.load_default()
     for n, objective in enumerate(objectives):
         x0, y0 = (n % cols) * width, (n // cols) * height
-        _panel(draw, font, (x0, y0, width, height), objective, runs, (reference or {}).get(objective))
+        level = (reference or {}).get(objective)
+        _panel(draw, font, (x0, y0, width, height), objective, runs, level, (quantity, x_name))
     for i, name in enumerate(runs):
         y = rows * height + 4 + 16 * i
         colour = COLOURS[i % len(COLOURS)]
@@ -67,6 +71,7 @@ def _panel(
     objective: str,
     runs: Mapping[str, Series],
     level: float | None,
+    labels: tuple[str, str] = ("loss", "step"),
 ) -> None:
     x0, y0, width, height = box
     left, right, top, bottom = x0 + 44, x0 + width - 10, y0 + 22, y0 + height - 24
@@ -82,10 +87,10 @@ def _panel(
         return left + (right - left) * step / last, bottom - (bottom - top) * (value - lo) / (hi - lo)
 
     draw.rectangle([left, top, right, bottom], outline=(190, 190, 190))
-    draw.text((left, y0 + 4), f"{objective} loss", fill="black", font=font)
+    draw.text((left, y0 + 4), f"{objective} {labels[0]}", fill="black", font=font)
     for value in (lo, hi):
         draw.text((left - 4, xy(0, value)[1]), f"{value:.3g}", anchor="rm", fill=(90, 90, 90), font=font)
-    draw.text((right, bottom + 4), f"step {last:.0f}", anchor="ra", fill=(90, 90, 90), font=font)
+    draw.text((right, bottom + 4), f"{labels[1]} {last:.0f}", anchor="ra", fill=(90, 90, 90), font=font)
     if level is not None:
         y = xy(0, level)[1]
         for x in range(int(left), int(right), 8):

@@ -1,0 +1,165 @@
+"""Time to accuracy (MLPerf Training's measure): wall minutes from a fresh model until TIR and ITR
+R@5 both reach the target on the H&M test split, everything on the clock: opening the catalogue,
+building the decoded-image cache, teacher features (``--teachers``), training and every evaluation.
+
+The default recipe (the demo's pre-training: ``mvlt_nano``, 96 px, batch 64, lr 1e-3, ITC + ITM +
+MLM + MIR) trains with its length fitted to ``--minutes`` (``fit_minutes``), in chunks of
+``--eval-every`` minutes (``max_minutes``; each chunk resumes the last exactly). After each chunk
+the model is scored on one fixed 1 + 100 subset of ``--queries`` queries (``itc+itm``, lists
+sampled once with the seed and re-used), until both directions reach ``--target`` or the fitted
+run ends. One run at a time, on a quiet machine: it is a wall-clock measure.
+
+    .venv/bin/python benchmarks/time_to_accuracy.py [--minutes 16] [--eval-every 4] [--target 0.45]
+        [--queries 500] [--teachers SOURCES] [--out runs/time-to-accuracy] [--threads 2]
+        [--json benchmarks/results/time_to_accuracy.json] [--picture docs/images/time_to_accuracy.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from mvlt.data import open_catalogue
+from mvlt.eval import EvalOptions, RetrievalProtocol, evaluate, names
+from mvlt.eval.curves import draw_curves
+from mvlt.eval.runner import CANDIDATES_NAME
+from mvlt.model import MVLT
+from mvlt.train import TrainConfig, train
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import HM_MANIFEST, machine
+
+LOCAL_PATHS = {"out", "image_cache", "teacher_cache"}
+"""Recipe fields left out of the record: where this run kept its files."""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(HM_MANIFEST), help="catalogue manifest (default H&M)")
+    p.add_argument("--minutes", type=float, default=16.0, help="training minutes the run is fitted to")
+    p.add_argument("--eval-every", type=float, default=4.0, help="training minutes between evaluations")
+    p.add_argument("--target", type=float, default=0.45, help="TIR and ITR R@5 to reach (a fraction)")
+    p.add_argument("--queries", type=int, default=500)
+    p.add_argument("--negatives", type=int, default=100, help="K of the 1 + K lists")
+    p.add_argument("--seconds-per-step", type=float, default=1.0, help="first guess of the step time")
+    p.add_argument("--teachers", default=None, help="teacher sources, as mvlt pretrain --teachers")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("runs/time-to-accuracy"))
+    p.add_argument("--json", type=Path, default=None, help="write the result here")
+    p.add_argument("--picture", type=Path, default=None, help="draw R@5 against minutes here (PNG)")
+    args = p.parse_args(argv)
+    for name in ("minutes", "eval_every", "target", "queries", "negatives", "seconds_per_step"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    return args
+
+
+def training_config(args: argparse.Namespace) -> TrainConfig:
+    """The demo's pre-training, its caches inside ``--out`` so that building them is on the clock."""
+    return TrainConfig(
+        task="pretrain", model="mvlt_nano", data=args.data, image_size=96, batch_size=64, lr=1e-3,
+        seed=args.seed, threads=args.threads, steps=max(20, int(60 * args.minutes / args.seconds_per_step)),
+        fit_minutes=args.minutes, max_minutes=args.eval_every, checkpoint_every=10**6, keep_checkpoints=1,
+        log_every=25, image_cache=str(args.out / "image-cache"), out=str(args.out / "train"),
+        teachers=args.teachers.split(",") if args.teachers else None,
+        teacher_cache=str(args.out / "teacher-cache"),
+    )  # fmt: skip
+
+
+def score(model_dir: Path, test_set: object, args: argparse.Namespace, out: Path) -> dict[str, float]:
+    """TIR / ITR R@1, R@5, R@10 on the fixed lists (sampled by the first call, re-used after)."""
+    lists = args.out / CANDIDATES_NAME
+    options = EvalOptions(
+        retrieval=RetrievalProtocol(queries=args.queries, negatives=args.negatives, seed=args.seed),
+        candidates_file=str(lists) if lists.is_file() else None, score="itc+itm",
+        image_cache=str(args.out / "image-cache"), seed=args.seed,
+    )  # fmt: skip
+    metrics = evaluate(MVLT.from_pretrained(model_dir), test_set, "retrieval", options, out)
+    if not lists.is_file():
+        shutil.copyfile(out / CANDIDATES_NAME, lists)
+    return {
+        f"{d}_r{k}": float(metrics[names.recall(d, k, args.negatives)])
+        for d in names.DIRECTIONS
+        for k in names.RECALL_KS
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    if args.out.exists():
+        raise SystemExit(f"time_to_accuracy: {args.out} exists; remove it (every stage must be on the clock)")
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    args.out.mkdir(parents=True)
+    config = training_config(args)
+    test_set = open_catalogue(config.data, split="test", **config.data_options)
+    points: list[dict[str, float]] = []
+    reached = None
+    for chunk in range(10_000):
+        result = train(config, resume=chunk > 0)
+        train_done = time.perf_counter()
+        recall = score(Path(config.out), test_set, args, args.out / f"eval-{chunk:02d}")
+        point = {
+            "minutes": round((time.perf_counter() - started) / 60, 2), "step": result.steps,
+            "samples": result.steps * config.batch_size, "total_steps": result.total_steps,
+            "eval_seconds": round(time.perf_counter() - train_done, 1), **recall,
+        }  # fmt: skip
+        points.append(point)
+        print(f"time_to_accuracy: {json.dumps(point)}", flush=True)
+        if reached is None and min(recall["tir_r5"], recall["itr_r5"]) >= args.target:
+            reached = point
+            break
+        if result.steps >= result.total_steps:  # the fitted run is over
+            break
+    return {
+        "benchmark": "time_to_accuracy",
+        "command": "python benchmarks/time_to_accuracy.py " + " ".join(sys.argv[1:]),
+        "target": {"r5": args.target, "queries": args.queries, "negatives": args.negatives},
+        "recipe": {k: v for k, v in asdict(config).items() if k not in LOCAL_PATHS},
+        "minutes_to_target": reached["minutes"] if reached else None,
+        "steps_to_target": reached["step"] if reached else None,
+        "samples_to_target": reached["samples"] if reached else None,
+        "total_minutes": round((time.perf_counter() - started) / 60, 2),
+        "points": points,
+        "machine": machine(),
+    }
+
+
+def draw(record: dict[str, object], path: Path) -> None:
+    points = record["points"]
+    assert isinstance(points, list)
+    series = {
+        d.upper(): {"R@5": [(0.0, 0.0)] + [(p["minutes"], 100 * p[f"{d}_r5"]) for p in points]}
+        for d in names.DIRECTIONS
+    }
+    target = record["target"]
+    assert isinstance(target, dict)
+    picture = draw_curves(
+        series, {"R@5": 100 * target["r5"]}, panel=(420, 260), quantity="(%)", x_name="minutes"
+    )
+    picture.save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    record = run(args)
+    text = json.dumps(record, indent=2, default=str)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    if args.picture:
+        args.picture.parent.mkdir(parents=True, exist_ok=True)
+        draw(record, args.picture)
+    return 0 if record["minutes_to_target"] is not None else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""benchmarks/time_to_accuracy.py end to end on a tiny run: chunks that resume, evaluations on
+the same lists, the record and the picture (the benchmark is timed on a quiet machine, not here)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from .helpers import tiny_config
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture
+def tta(monkeypatch: pytest.MonkeyPatch, tokenizer_dir: Path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.delitem(sys.modules, "time_to_accuracy", raising=False)
+    import time_to_accuracy
+
+    def tiny(args):  # 3 steps in chunks of one (a budget far below a step)
+        return tiny_config(args.out / "train", tokenizer_dir, steps=3, max_minutes=1e-6, fit_minutes=5.0)
+
+    monkeypatch.setattr(time_to_accuracy, "training_config", tiny)
+    return time_to_accuracy
+
+
+@pytest.mark.slow
+def test_every_chunk_is_scored_on_the_same_lists_until_the_run_ends(tta, tmp_path: Path) -> None:
+    out, record_path, picture = tmp_path / "run", tmp_path / "tta.json", tmp_path / "tta.png"
+    argv = ["--out", str(out), "--queries", "6", "--negatives", "5", "--target", "0.999",
+            "--json", str(record_path), "--picture", str(picture)]  # fmt: skip
+    assert tta.main(argv) == 1  # not reached: exit 1, the record still written
+    record = json.loads(record_path.read_text())
+    assert record["minutes_to_target"] is None
+    assert [p["step"] for p in record["points"]] == [1, 2, 3]
+    assert all(0 <= p["tir_r5"] <= 1 and p["eval_seconds"] >= 0 for p in record["points"])
+    lists = [json.loads((out / f"eval-{i:02d}" / "retrieval_candidates.json").read_text()) for i in range(3)]
+    assert lists[0]["repeats"] == lists[1]["repeats"] == lists[2]["repeats"]
+    assert Image.open(picture).size[0] > 0
+    with pytest.raises(SystemExit, match="exists"):
+        tta.main(argv)
+
+
+@pytest.mark.slow
+def test_the_run_stops_at_the_target(tta, tmp_path: Path) -> None:
+    argv = ["--out", str(tmp_path / "run"), "--queries", "6", "--negatives", "5", "--target", "1e-9"]
+    assert tta.main(argv) == 0
