@@ -62,6 +62,13 @@ def patch_tokens(x: torch.Tensor, conv: nn.Conv2d) -> tuple[torch.Tensor, tuple[
     return F.linear(patches, weight, conv.bias), (h, w)
 
 
+@torch.compiler.assume_constant_result
+def _cpu_computes_bf16() -> bool:
+    """A constant to ``torch.compile``, which would otherwise trace the /proc/cpuinfo read and break
+    the graph there."""
+    return cpu_has_native_bf16() is not None
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """Softmax attention (``B x heads x N x d``; ``mask`` True = keep), as PyTorch's SDPA.
 
@@ -74,7 +81,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     which saves two passes over the score matrix forward and one backward. Only where the CPU
     computes bf16 natively: emulated (AVX2), the written-out form is 3.6x slower than SDPA.
     """
-    if q.device.type != "cpu" or q.dtype != torch.bfloat16 or not cpu_has_native_bf16():
+    if q.device.type != "cpu" or q.dtype != torch.bfloat16 or not _cpu_computes_bf16():
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
     b, heads, n, d = q.shape
     m = k.shape[-2]
