@@ -135,6 +135,7 @@ def broken_manifest(tmp_path: Path) -> tuple[Path, str]:
     and a test row without a category; returns it and the broken row's name."""
     import csv
 
+    from .manifests import write_manifest
     from .train.helpers import synthetic_manifest
 
     manifest = synthetic_manifest(tmp_path / "photos", num_products=80)
@@ -144,10 +145,7 @@ def broken_manifest(tmp_path: Path) -> tuple[Path, str]:
     (manifest.parent / rows[train_rows[2]]["image"]).write_bytes(b"not an image")
     rows[test_rows[1]]["product_id"] = rows[test_rows[0]]["product_id"]
     rows[test_rows[2]]["category"] = ""
-    with manifest.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(manifest, rows)
     return manifest, f"row {train_rows[2] + 1} (line {train_rows[2] + 2})"
 
 

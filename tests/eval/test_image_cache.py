@@ -3,7 +3,6 @@ the same pixels as decoding each image."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,8 @@ from PIL import Image
 
 from mvlt.data import build_image_cache, open_catalogue
 from mvlt.eval.context import EvalContext
+
+from ..manifests import write_manifest
 
 
 def _manifest(folder: Path, n: int = 6) -> Path:
@@ -25,10 +26,7 @@ def _manifest(folder: Path, n: int = 6) -> Path:
             {"image": name, "text": f"item {i}", "category": "c", "subcategory": "s", "product_id": str(i)}
         )
     path = folder / "metadata.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(path, rows)
     return path
 
 

@@ -50,9 +50,9 @@ def tiny_args(out: Path, tokenizer: Path, *extra: str) -> list[str]:
 def synthetic_manifest(folder: Path, num_products: int = NUM_PRODUCTS) -> Path:
     """The synthetic catalogue (drawn at ``IMAGE_SIZE``) written as a CSV manifest with PNG images:
     a real-photo catalogue whose files a test can break."""
-    import csv
-
     from mvlt.data.sources import open_catalogue
+
+    from ..manifests import write_manifest
 
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -66,10 +66,7 @@ def synthetic_manifest(folder: Path, num_products: int = NUM_PRODUCTS) -> Path:
             rows.append({"image": image, "text": item.text, **labels, "product_id": item.product_id})
             rows[-1]["split"] = split
     path = folder / "metadata.csv"
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(path, rows)
     return path
 
 
