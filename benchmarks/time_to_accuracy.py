@@ -10,7 +10,7 @@ sampled once with the seed and re-used), until both directions reach ``--target`
 run ends. One run at a time, on a quiet machine: it is a wall-clock measure.
 
     .venv/bin/python benchmarks/time_to_accuracy.py [--minutes 16] [--eval-every 4] [--target 0.45]
-        [--queries 500] [--teachers SOURCES] [--out runs/time-to-accuracy] [--threads 2]
+        [--queries 500] [--teachers SOURCES] [--objectives LIST] [--out runs/time-to-accuracy] [--threads 2]
         [--json benchmarks/results/time_to_accuracy.json] [--picture docs/images/time_to_accuracy.png]
 """
 
@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--negatives", type=int, default=100, help="K of the 1 + K lists")
     p.add_argument("--seconds-per-step", type=float, default=1.0, help="first guess of the step time")
     p.add_argument("--teachers", default=None, help="teacher sources, as mvlt pretrain --teachers")
+    p.add_argument("--objectives", default=None, help="keep only these objectives (default: the recipe's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/time-to-accuracy"))
@@ -70,6 +71,7 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
         fit_minutes=args.minutes, max_minutes=args.eval_every, checkpoint_every=10**6, keep_checkpoints=1,
         log_every=25, image_cache=str(args.out / "image-cache"), out=str(args.out / "train"),
         teachers=args.teachers.split(",") if args.teachers else None,
+        objectives=args.objectives.split(",") if args.objectives else None,
         teacher_cache=str(args.out / "teacher-cache"),
     )  # fmt: skip
 

@@ -55,6 +55,11 @@ def test_teachers_switch_their_loss_terms_on_and_weights_still_win():
         TrainConfig(teachers="resnet").validate()
     with pytest.raises(ConfigError, match="paper's recipe has no ITC"):
         TrainConfig(recipe="paper", teachers="image").validate()
+    # A source whose loss the objectives switch off would teach nothing: refused, naming the loss.
+    with pytest.raises(ConfigError, match=r"text train\(s\) kd_text, which objectives"):
+        TrainConfig(teachers="text-init,text", objectives=["itc", "itm"]).validate()
+    TrainConfig(teachers="text-init,text", objectives=["itc", "itm", "kd_text"]).validate()
+    TrainConfig(teachers="text-init", objectives=["itc", "itm"]).validate()
 
 
 def test_missing_teacher_packages_are_named_with_the_way_to_install_them(monkeypatch):

@@ -351,6 +351,14 @@ class TrainConfig:
             )
         if not any(weights.values()):
             raise bad("loss_weights", "every objective has weight 0: nothing to train")
+        taught = [s for s in self.teacher_sources() if s in LOSS_OF_SOURCE]
+        silenced = [s for s in taught if not weights[LOSS_OF_SOURCE[s]]]
+        if silenced:  # e.g. --teachers text with --objectives itc,itm: the teacher would teach nothing
+            losses = ", ".join(LOSS_OF_SOURCE[s] for s in silenced)
+            raise bad(
+                "teachers", f"{', '.join(silenced)} train(s) {losses}, which objectives or loss_weights "
+                f"switch off; add {losses} to --objectives or leave the source out",
+            )  # fmt: skip
         if self.itm_negatives is not None and self.itm_negatives not in ITM_NEGATIVES:
             raise bad("itm_negatives", f"choose one of {', '.join(ITM_NEGATIVES)}")
         if self.itm_negatives == "itc" and not weights["itc"]:
