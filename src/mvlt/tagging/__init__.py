@@ -7,7 +7,7 @@ catalogue's own columns (:mod:`.evaluate`). Like :mod:`mvlt.search` this package
 imports the model, data and evaluation code, and nothing imports it.
 """
 
-from .attributes import Columns, catalogue_columns
+from ..data.columns import Columns, catalogue_columns
 from .evaluate import metric_name, score_attribute, score_tags
 from .vocabulary import DEFAULT_TEMPLATE, VocabularySpec, check_template, load_file, parse_specs
 from .zeroshot import ImageTags, Tag, ZeroShotTagger, zero_shot_tags

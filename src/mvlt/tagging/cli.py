@@ -143,8 +143,8 @@ def run_tag(args: argparse.Namespace) -> int:
 
 
 def _tag(args: argparse.Namespace, spec: Any, progress: bool) -> dict[str, Any]:
+    from ..data.columns import catalogue_columns
     from ..runtime import resolve_device, resolve_precision
-    from .attributes import catalogue_columns
     from .run import tag_photos, write_tags
     from .sources import CataloguePhotos, PhotoFolder
     from .zeroshot import ZeroShotTagger
