@@ -11,7 +11,7 @@ def test_accuracy_macro_f1_and_the_majority_class() -> None:
     labels = ["Black", "White", "Dark Blue"]
     truth = ["black", "Black", "White", "dark  blue", "", "Pink"]
     predicted = ["Black", "White", "White", "Dark Blue", "Black", "Black"]
-    metrics, details = score_attribute("colour", predicted, truth, labels)
+    metrics, details = score_attribute("colour", {"zero-shot": predicted}, truth, labels)
     assert metrics["tag_colour_items"] == 4  # the empty value and the label not offered are left out
     assert metrics["tag_colour_unlabelled_items"] == 1 and metrics["tag_colour_unknown_items"] == 1
     assert metrics["tag_colour_acc_zeroshot"] == pytest.approx(3 / 4)
@@ -27,6 +27,6 @@ def test_accuracy_macro_f1_and_the_majority_class() -> None:
 def test_names_and_attributes_without_scored_rows() -> None:
     assert metric_name("Garment group", "acc_zeroshot") == "tag_garment_group_acc_zeroshot"
     metrics, _ = score_tags(
-        {"pattern": ["solid", "dots"]}, {"pattern": ["", ""]}, {"pattern": ["solid", "dots"]}
+        {"pattern": {"zero-shot": ["solid", "dots"]}}, {"pattern": ["", ""]}, {"pattern": ["solid", "dots"]}
     )
     assert metrics["tag_pattern_items"] == 0 and "tag_pattern_acc_zeroshot" not in metrics
