@@ -20,7 +20,8 @@ def test_accuracy_macro_f1_and_the_majority_class() -> None:
     assert metrics["tag_colour_acc_majority"] == pytest.approx(2 / 4)
     # always Black: black F1 = 2*2/(4+2) = 2/3, white 0, dark blue 0
     assert metrics["tag_colour_macro_f1_majority"] == pytest.approx((2 / 3) / 3)
-    assert details == {"unknown_values": {"Pink": 1}, "majority_label": "Black"}
+    assert details["unknown_values"] == {"Pink": 1} and details["majority_label"] == "Black"
+    assert details["confused"] == {"zero-shot": [["Black", "White", 1]]}  # worst-confused pairs, with counts
     assert metrics["tag_colour_labels"] == 3
 
 

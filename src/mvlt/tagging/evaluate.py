@@ -17,6 +17,9 @@ from typing import Any
 
 from ..eval.recognition import classification_report
 
+CONFUSED_PAIRS = 5
+"""Worst-confused (true, predicted) label pairs kept per attribute and source in the protocol."""
+
 
 def metric_name(attribute: str, stat: str) -> str:
     """``tag_colour_acc_zeroshot``, ``tag_garment_group_items``...: one flat key per number."""
@@ -68,10 +71,14 @@ def score_attribute(
     details: dict[str, Any] = {"unknown_values": dict(unknown.most_common())}
     if not y_true:
         return metrics, details
+    details["confused"] = {}
     for source, top1 in predicted.items():
-        report = classification_report(y_true, [index[_key(top1[r])] for r in scored])
+        y_pred = [index[_key(top1[r])] for r in scored]
+        report = classification_report(y_true, y_pred)
         metrics[name(f"acc_{source_stat(source)}")] = report.accuracy
         metrics[name(f"macro_f1_{source_stat(source)}")] = report.macro_f1
+        pairs = Counter((t, p) for t, p in zip(y_true, y_pred) if t != p).most_common(CONFUSED_PAIRS)
+        details["confused"][source] = [[labels[t], labels[p], n] for (t, p), n in pairs]
     majority = Counter(y_true).most_common(1)[0][0]
     baseline = classification_report(y_true, [majority] * len(y_true))
     metrics[name("acc_majority")], metrics[name("macro_f1_majority")] = baseline.accuracy, baseline.macro_f1
