@@ -32,25 +32,10 @@ ITM_NEGATIVES = ("itc", "random", "hard")
 DEVICES = ("auto", "cpu", "cuda")
 
 RECIPES = ("mvlt", "paper")
+_NO_HEADS = {"category": 0.0, "subcategory": 0.0, "tags": 0.0}
 PRETRAIN_WEIGHTS = {
-    "mvlt": {
-        "itc": 1.0,
-        "mir": 1.0,
-        "itm": 3.0,
-        "mlm": 1.0,
-        "category": 0.0,
-        "subcategory": 0.0,
-        "tags": 0.0,
-    },
-    "paper": {
-        "itc": 0.0,
-        "mir": 10.0,
-        "itm": 1.0,
-        "mlm": 1.0,
-        "category": 0.0,
-        "subcategory": 0.0,
-        "tags": 0.0,
-    },
+    "mvlt": {"itc": 1.0, "mir": 1.0, "itm": 3.0, "mlm": 1.0, **_NO_HEADS},
+    "paper": {"itc": 0.0, "mir": 10.0, "itm": 1.0, "mlm": 1.0, **_NO_HEADS},
 }
 """Pre-training weights by recipe. ``paper``: eq. (8), 10·MIR + ITM + MLM. ``mvlt`` (ours): ITC 1,
 ITM 3, MLM 1, MIR 1 (docs/DESIGN.md measures the choice). Recognition heads are not
