@@ -22,6 +22,7 @@ def test_accuracy_macro_f1_and_the_majority_class() -> None:
     assert metrics["tag_colour_macro_f1_majority"] == pytest.approx((2 / 3) / 3)
     assert details["unknown_values"] == {"Pink": 1} and details["majority_label"] == "Black"
     assert details["confused"] == {"zero-shot": [["Black", "White", 1]]}  # worst-confused pairs, with counts
+    assert details["confusion"] == {"labels": labels, "zero-shot": [[1, 1, 0], [0, 1, 0], [0, 0, 1]]}
     assert metrics["tag_colour_labels"] == 3
 
 

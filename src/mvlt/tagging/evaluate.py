@@ -19,6 +19,8 @@ from ..eval.recognition import classification_report
 
 CONFUSED_PAIRS = 5
 """Worst-confused (true, predicted) label pairs kept per attribute and source in the protocol."""
+SMALL_ATTRIBUTE = 10
+"""Attributes with at most this many labels also keep their whole confusion matrix."""
 
 
 def metric_name(attribute: str, stat: str) -> str:
@@ -71,7 +73,7 @@ def score_attribute(
     details: dict[str, Any] = {"unknown_values": dict(unknown.most_common())}
     if not y_true:
         return metrics, details
-    details["confused"] = {}
+    details["confused"], confusion = {}, {}
     for source, top1 in predicted.items():
         y_pred = [index[_key(top1[r])] for r in scored]
         report = classification_report(y_true, y_pred)
@@ -79,6 +81,11 @@ def score_attribute(
         metrics[name(f"macro_f1_{source_stat(source)}")] = report.macro_f1
         pairs = Counter((t, p) for t, p in zip(y_true, y_pred) if t != p).most_common(CONFUSED_PAIRS)
         details["confused"][source] = [[labels[t], labels[p], n] for (t, p), n in pairs]
+        if len(labels) <= SMALL_ATTRIBUTE:  # rows: true label, columns: predicted, in ``labels`` order
+            counts = Counter(zip(y_true, y_pred))
+            confusion[source] = [[counts[t, p] for p in range(len(labels))] for t in range(len(labels))]
+    if confusion:
+        details["confusion"] = {"labels": list(labels), **confusion}
     majority = Counter(y_true).most_common(1)[0][0]
     baseline = classification_report(y_true, [majority] * len(y_true))
     metrics[name("acc_majority")], metrics[name("macro_f1_majority")] = baseline.accuracy, baseline.macro_f1
