@@ -1,7 +1,7 @@
 """The search page in a real browser: Debian's chromium, headless, driven by Playwright.
 
-It types a query, waits for result cards whose images loaded, uploads a photo, and saves a
-screenshot. No browser is downloaded: Playwright drives ``/usr/bin/chromium``
+It types a query, waits for result cards whose images loaded and show their tags, uploads a
+photo, and saves a screenshot. No browser is downloaded: Playwright drives ``/usr/bin/chromium``
 (``apt-get install chromium``; ``.ci/run`` installs it). Outside CI a missing browser or Playwright
 skips with how to install it; under ``CI=true`` it fails, so CI cannot pass by testing less.
 """
@@ -38,7 +38,8 @@ def server(index: CatalogueIndex) -> Iterator[str]:
     pytest.importorskip("uvicorn")
     from mvlt.search.serve import background_server, create_app
 
-    with background_server(create_app(index, default_rerank=8)) as url:
+    vocabulary = {"colour": ["red", "blue", "black"], "pattern": ["solid", "striped"]}
+    with background_server(create_app(index, default_rerank=8, tag_vocabulary=vocabulary)) as url:
         yield url
 
 
@@ -94,6 +95,10 @@ def test_search_page_text_then_photo(server: str, browser, index: CatalogueIndex
     assert ids == [f"#{h.rank} · {h.product_id}" for h in expected]
     assert page.text_content(".card .category") == f"{expected[0].category} / {expected[0].subcategory}"
     assert page.locator(".card .badge").count() == 8  # the ITM re-ranked cards are marked
+    chips = page.eval_on_selector_all(".card:first-child .tag", "els => els.map(e => e.textContent)")
+    assert [c.split(": ")[0] for c in chips] == ["colour", "pattern"]
+    assert chips[0].split(": ")[1] in {"red", "blue", "black"}
+    assert "(zero-shot)" in page.get_attribute(".card:first-child .tag", "title")
 
     photo = index.image_path(5)
     page.set_input_files("#photo", str(photo))

@@ -52,3 +52,31 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tagged_catalogue(tmp_path_factory.mktemp("tagging") / "shop")
+
+
+def write_headed_checkpoint(folder: Path, manifest: Path) -> Path:
+    """A random checkpoint (as :func:`write_checkpoint`'s) with tag heads for the manifest's colour
+    and pattern columns and their label maps, as ``mvlt finetune --labels colour,pattern`` saves."""
+    import torch
+
+    import mvlt
+    from mvlt.data import bert_tokenizer
+    from mvlt.data.labels import LabelMaps
+
+    from ..search.conftest import IMAGE_SIZE
+
+    with manifest.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    maps = LabelMaps.build([], [], {c: [r[c] for r in rows] for c in ("colour", "pattern")})
+    torch.manual_seed(0)
+    classes = {c: len(maps.tag_names(c)) for c in maps.tag_columns}
+    model = mvlt.create_model(
+        "mvlt_nano", image_size=IMAGE_SIZE, contrastive_dim=32, max_text_len=48, tag_classes=classes
+    )
+    model.tokenizer, model.label_maps = bert_tokenizer(max_length=48), maps
+    return model.save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def headed_checkpoint(tmp_path_factory: pytest.TempPathFactory, shop: Path) -> Path:
+    return write_headed_checkpoint(tmp_path_factory.mktemp("tagging") / "headed", shop)

@@ -26,7 +26,7 @@ def test_a_folder_of_photos_to_jsonl(checkpoint: Path, shop: Path, tmp_path: Pat
     spec = ["--zero-shot", "colour=black,white,red", "--zero-shot", "pattern=solid,stripes,dots,checks"]
     assert tag("--checkpoint", str(checkpoint), "--images", str(shop.parent / "images"), *spec,
                "--top-k", "2", "--out", str(out)) == 0  # fmt: skip
-    assert "tagged 24 photos with colour, pattern" in capsys.readouterr().out
+    assert "tagged 24 photos with colour (zero-shot), pattern (zero-shot)" in capsys.readouterr().out
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 24 and records[0]["image"].endswith(".png") and records[0]["product_id"] is None
     for record in records:
@@ -44,7 +44,8 @@ def test_a_manifest_split_to_csv_with_its_own_columns(checkpoint: Path, shop: Pa
         rows = list(csv.DictReader(f))
     assert len(rows) == 12
     assert list(rows[0]) == ["image", "product_id", *(f"{a}{s}" for a in ("colour", "pattern")
-                                                        for s in ("", "_p", "_top"))]  # fmt: skip
+                                                        for s in ("", "_p", "_top", "_source"))]  # fmt: skip
+    assert {r["colour_source"] for r in rows} == {"zero-shot"}
     with shop.open(newline="") as f:
         manifest = list(csv.DictReader(f))
     colours = {r["colour"] for r in manifest} - {""}
@@ -58,7 +59,7 @@ def test_evaluate_scores_against_the_columns(checkpoint: Path, shop: Path, tmp_p
     assert tag("--checkpoint", str(checkpoint), "--data", str(shop), "--evaluate",
                "--zero-shot", "colour,pattern", "--out", str(out)) == 0  # fmt: skip
     printed = capsys.readouterr().out
-    assert "colour: accuracy" in printed and "(majority" in printed
+    assert "colour: zero-shot accuracy" in printed and "(majority" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocol"]["split"] == "test"  # --evaluate's default, as mvlt evaluate's
     assert metrics["tag_colour_items"] == 11 and metrics["tag_colour_unlabelled_items"] == 1

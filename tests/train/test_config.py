@@ -12,7 +12,7 @@ from mvlt.train import ConfigError, TrainConfig, load_config
 from mvlt.train.cli import flag_overrides, main, resolve_config
 from mvlt.train.config import apply_overrides
 
-NO_TEACHERS = {"kd_image": 0, "kd_text": 0, "kd_cross": 0}
+NO_TEACHERS_NO_TAGS = {"kd_image": 0, "kd_text": 0, "kd_cross": 0, "tags": 0}
 
 
 def test_defaults_follow_the_spec():
@@ -28,14 +28,14 @@ def test_defaults_follow_the_spec():
         "mlm": 1,
         "category": 0,
         "subcategory": 0,
-        **NO_TEACHERS,
+        **NO_TEACHERS_NO_TAGS,
     }
     assert cfg.resolved_input_schedule() == "masked" and cfg.resolved_itm_negatives() == "itc"
     assert cfg.recipe_model_overrides() == {}
     # The paper's recipe, exactly: eq. (8), random ITM texts, alternating inputs, the paper's heads.
     paper = TrainConfig(recipe="paper")
     assert paper.resolved_loss_weights() == {
-        "itc": 0, "mir": 10, "itm": 1, "mlm": 1, "category": 0, "subcategory": 0, **NO_TEACHERS
+        "itc": 0, "mir": 10, "itm": 1, "mlm": 1, "category": 0, "subcategory": 0, **NO_TEACHERS_NO_TAGS
     }  # fmt: skip
     assert paper.resolved_input_schedule() == "alternate" and paper.resolved_itm_negatives() == "random"
     assert paper.recipe_model_overrides() == PAPER_DESIGN
@@ -45,7 +45,7 @@ def test_defaults_follow_the_spec():
     assert cfg.replace(lr=3e-3).peak_lr() == 3e-3
     finetune = TrainConfig(task="finetune", init="x")
     assert finetune.resolved_loss_weights() == {
-        "itc": 0, "mir": 0, "itm": 0, "mlm": 0, "category": 1, "subcategory": 1, **NO_TEACHERS
+        "itc": 0, "mir": 0, "itm": 0, "mlm": 0, "category": 1, "subcategory": 1, **NO_TEACHERS_NO_TAGS
     }  # fmt: skip
     assert finetune.resolved_input_schedule() == "clean"
 

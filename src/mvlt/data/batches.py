@@ -11,7 +11,7 @@ already running (``persistent_workers=True``) as well as new ones.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,30 @@ def encode_labels(catalogue: Catalogue, label_maps: LabelMaps | None) -> tuple[n
     return cats, subs
 
 
+def encode_tags(values: Mapping[str, Sequence[str]], label_maps: LabelMaps) -> np.ndarray:
+    """``N x columns`` ids of every row's value of each tag column (``label_maps.tag_columns``
+    order): -100 where a row has no value, counted in ``label_maps.tag_unlabelled``."""
+    columns = label_maps.tag_columns
+    n = len(values[columns[0]]) if columns else 0
+    out = np.full((n, len(columns)), IGNORE_INDEX, dtype=np.int64)
+    for j, column in enumerate(columns):
+        out[:, j] = [label_maps.encode_tag(column, v) for v in values[column]]
+    return out
+
+
+def _with_tags(sample: dict[str, Any], tag_labels: np.ndarray | None, i: int) -> dict[str, Any]:
+    if tag_labels is not None:
+        sample["tag_labels"] = torch.from_numpy(tag_labels[i].copy())
+    return sample
+
+
+def _stack_tags(batch: dict[str, Any], samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``tag_labels`` (long ``B x columns``) when the samples carry them."""
+    if "tag_labels" in samples[0]:
+        batch["tag_labels"] = torch.stack([s["tag_labels"] for s in samples])
+    return batch
+
+
 def load_images(
     catalogue: Catalogue,
     indices: Sequence[int],
@@ -108,7 +132,8 @@ class PairDataset(Dataset[dict[str, Any]]):
     """Clean image/text pairs for evaluation and fine-tuning (no masking, no ITM negatives).
 
     Batch with :func:`collate_pairs` (or ``dataset.collate``, which knows the pad id).
-    ``image_cache``: as in :class:`PretrainDataset`.
+    ``image_cache``: as in :class:`PretrainDataset`. ``tag_labels``: :func:`encode_tags`' ids, one
+    row per item, batched as ``tag_labels``.
     """
 
     def __init__(
@@ -120,6 +145,7 @@ class PairDataset(Dataset[dict[str, Any]]):
         image_size: int = 256,
         resize: str = "pad",
         image_cache: ImageCache | None = None,
+        tag_labels: np.ndarray | None = None,
     ) -> None:
         if resize not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize!r}; choose one of {RESIZE_MODES}")
@@ -127,6 +153,7 @@ class PairDataset(Dataset[dict[str, Any]]):
         self.image_size, self.resize = int(image_size), resize
         self.image_cache = _checked_cache(image_cache, catalogue, self.image_size, resize)
         self.category_labels, self.subcategory_labels = encode_labels(catalogue, label_maps)
+        self.tag_labels = tag_labels
 
     def __len__(self) -> int:
         return len(self.catalogue)
@@ -138,21 +165,21 @@ class PairDataset(Dataset[dict[str, Any]]):
     def __getitem__(self, index: int) -> dict[str, Any]:
         i = int(index)
         image = item_image(self.catalogue, i, self.image_size, self.resize, self.image_cache)
-        return {
+        return _with_tags({
             "image": image,
             "input_ids": torch.tensor(self.tokenizer.encode(self.catalogue.texts[i]), dtype=torch.long),
             "category_label": int(self.category_labels[i]),
             "subcategory_label": int(self.subcategory_labels[i]),
             "index": i,
             "product_id": self.catalogue.product_ids[i],
-        }
+        }, self.tag_labels, i)  # fmt: skip
 
 
 def collate_pairs(samples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
     """Stack :class:`PairDataset` samples; text padded to the longest in the batch."""
     ids = [s["input_ids"] for s in samples]
     input_ids = pad_sequences(ids, pad_id)
-    return {
+    return _stack_tags({
         "images": torch.stack([s["image"] for s in samples]),
         "input_ids": input_ids,
         "attention_mask": pad_sequences(
@@ -162,7 +189,7 @@ def collate_pairs(samples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[st
         "subcategory_labels": torch.tensor([s["subcategory_label"] for s in samples], dtype=torch.long),
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
         "product_ids": [s["product_id"] for s in samples],
-    }
+    }, samples)  # fmt: skip
 
 
 class PretrainDataset(Dataset[dict[str, Any]]):
@@ -207,6 +234,7 @@ class PretrainDataset(Dataset[dict[str, Any]]):
         seed: int = 0,
         epoch: int = 0,
         image_cache: ImageCache | None = None,
+        tag_labels: np.ndarray | None = None,
     ) -> None:
         if resize not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize!r}; choose one of {RESIZE_MODES}")
@@ -228,6 +256,7 @@ class PretrainDataset(Dataset[dict[str, Any]]):
         self._epoch = torch.zeros(1, dtype=torch.long).share_memory_()
         self.set_epoch(epoch)
         self.category_labels, self.subcategory_labels = encode_labels(catalogue, label_maps)
+        self.tag_labels = tag_labels
         self._special_ids = tuple(tokenizer.special_ids)
         if itm and len(catalogue) and (len(set(catalogue.product_ids)) < 2 or len(set(catalogue.texts)) < 2):
             raise ValueError(f"{catalogue.source}: ITM needs at least two products with different texts")
@@ -324,7 +353,7 @@ class PretrainDataset(Dataset[dict[str, Any]]):
             )
         else:
             mlm_labels = torch.full_like(ids, IGNORE_INDEX)
-        return {
+        return _with_tags({
             "image": image,
             "masked_image": masked,
             "image_mask": mask,
@@ -336,7 +365,7 @@ class PretrainDataset(Dataset[dict[str, Any]]):
             "index": i,
             "product_id": cat.product_ids[i],
             "text_index": text_index,
-        }
+        }, self.tag_labels, i)  # fmt: skip
 
 
 def collate_pretrain(samples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
@@ -345,12 +374,13 @@ def collate_pretrain(samples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict
     Keys (exactly :data:`PRETRAIN_KEYS`): ``images``, ``masked_images`` (float ``B x 3 x H x W``),
     ``image_mask`` (bool ``B x 1 x H x W``), ``input_ids``, ``attention_mask``, ``mlm_labels``
     (long ``B x L``, L = the longest text in the batch), ``itm_labels``, ``category_labels``,
-    ``subcategory_labels``, ``index`` (long ``B``) and ``product_ids`` (list of str).
+    ``subcategory_labels``, ``index`` (long ``B``) and ``product_ids`` (list of str); and
+    ``tag_labels`` when the dataset has them.
     """
     ids = [s["input_ids"] for s in samples]
     input_ids = pad_sequences(ids, pad_id)
     length = input_ids.shape[1]
-    return {
+    return _stack_tags({
         "images": torch.stack([s["image"] for s in samples]),
         "masked_images": torch.stack([s["masked_image"] for s in samples]),
         "image_mask": torch.stack([s["image_mask"] for s in samples]),
@@ -362,4 +392,4 @@ def collate_pretrain(samples: Sequence[dict[str, Any]], pad_id: int = 0) -> dict
         "subcategory_labels": torch.tensor([s["subcategory_label"] for s in samples], dtype=torch.long),
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
         "product_ids": [s["product_id"] for s in samples],
-    }
+    }, samples)  # fmt: skip

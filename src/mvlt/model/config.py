@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 DECODERS = ("unet", "aggregation")
@@ -92,6 +92,10 @@ class MVLTConfig:
     """Classes of the main-category recognition head (0 = no head)."""
     num_subcategories: int = 0
     """Classes of the sub-category recognition head (0 = no head)."""
+    tag_classes: dict[str, int] = field(default_factory=dict)
+    """One tag head per catalogue column (``{"colour": 19, "pattern": 12}``): each reads the
+    image-only pass's pooled features, so it tags a photo that comes without a description
+    (``MVLT.tag_logits``). Empty: no tag heads."""
     grad_checkpointing: bool = False
     """Recompute each stage's blocks in the backward pass (less memory, ~30 % more compute)."""
     compat: str = "mvlt"
@@ -124,6 +128,11 @@ class MVLTConfig:
             raise ValueError(f"MVLTConfig.fusion_stage must be in 1..{n}, got {self.fusion_stage}")
         if self.contrastive_dim < 0:
             raise ValueError(f"MVLTConfig.contrastive_dim must be >= 0, got {self.contrastive_dim}")
+        self.tag_classes = {str(k): int(v) for k, v in (self.tag_classes or {}).items()}
+        for column, classes in self.tag_classes.items():
+            if not column or "." in column or classes < 2:
+                raise ValueError(f"MVLTConfig.tag_classes: {column!r} needs a name without '.' and at "
+                                 f"least 2 classes, got {classes}")  # fmt: skip
         if self.decoder == "unet" and len(self.decoder_channels) != n + 1:
             raise ValueError(f"MVLTConfig.decoder_channels needs {n + 1} widths for the U-Net")
 
@@ -174,6 +183,8 @@ class LossWeights:
     mlm: float = 1.0
     category: float = 1.0
     subcategory: float = 1.0
+    tags: float = 0.0
+    """The tag heads' cross-entropies (one per column, each over its labelled rows), summed."""
     kd_image: float = 0.0
     """Feature distillation: the image pass's ITC embedding mimics a teacher's (``target_image_emb``)."""
     kd_text: float = 0.0

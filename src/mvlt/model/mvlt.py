@@ -2,6 +2,7 @@
 
 Every stage of the computation is a named method that can be called (and tested) alone:
 ``forward_encoder`` -> ``forward_decoder`` / ``itm_logits`` / ``mlm_logits`` / ``classify``;
+``image_features`` -> ``tag_logits`` (the image-only tag heads);
 ``encode_images`` / ``encode_texts`` (unimodal passes, ITC space) -> ``forward_loss``.
 ``forward`` is ``forward_loss`` so the model can be wrapped by DDP as is.
 """
@@ -102,6 +103,11 @@ class MVLT(nn.Module):
             ClsTokenHead(width, hidden, config.num_subcategories, official)
             if config.num_subcategories
             else None
+        )
+        # Tag heads read the image-only pass, never the text: a new photo has no description, and a
+        # head on the joint [CLS] would learn to read "Colour: Black." instead of the photo.
+        self.tag_heads = nn.ModuleDict(
+            {column: ClsTokenHead(width, hidden, n) for column, n in config.tag_classes.items()}
         )
         self.decoder = build_decoder(config)
         # Set by the data layer / training and saved with the checkpoint (see save_pretrained).
@@ -283,6 +289,17 @@ class MVLT(nn.Module):
             self.subcategory_head(cls) if self.subcategory_head is not None else None,
         )
 
+    def tag_logits(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per tag column, ``B x classes`` logits of ``images`` from one image-only pass."""
+        if not self.tag_heads:
+            raise ValueError("this model has no tag heads (fine-tune with --labels colour,pattern,...)")
+        return self.tag_logits_from(self.image_features(images))
+
+    def tag_logits_from(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The tag heads (in fp32) on ``image_features``' ``B x D_4`` pooled features."""
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            return {column: head(pooled.float()) for column, head in self.tag_heads.items()}
+
     # ---------------------------------------------------------------------------- inference API
     def match_score(
         self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -382,9 +399,10 @@ class MVLT(nn.Module):
         ``use_masked_images``), ``input_ids`` (MLM-corrupted where ``mlm_labels`` says),
         ``attention_mask``, ``mlm_labels`` (-100 where no MLM label), ``itm_labels`` (1 = matching
         text), ``index`` (catalogue rows, keys of the negative draws) and optionally
-        ``category_labels`` / ``subcategory_labels`` (-100 = unknown). An objective whose weight is
-        0 is not computed; the recognition losses need their labels and heads. Entries are
-        unweighted losses.
+        ``category_labels`` / ``subcategory_labels`` (-100 = unknown) and ``tag_labels``
+        (``B x tag heads``, columns in ``config.tag_classes`` order, -100 = no value). An
+        objective whose weight is 0 is not computed; the recognition and tag losses need their
+        labels and heads. Entries are unweighted losses.
 
         ``itm_negatives``: ``"data"`` (the paper) scores the joint MIR/MLM pass against the
         dataset's ``itm_labels``; ``"itc"`` (ALBEF) pairs every clean image with its own text, with
@@ -404,6 +422,13 @@ class MVLT(nn.Module):
             losses.update(self._joint_losses(batch, w, use_masked_images, mode == "data", recognise))
         if w.itc or (w.itm and mode == "itc") or _distils(w):
             losses.update(self._contrastive_losses(batch, w, gather or LocalGather(), seed))
+        if w.tags and self.tag_heads and "tag_labels" in batch:
+            logits = self.tag_logits(batch["images"])
+            labels = batch["tag_labels"]
+            losses["tags"] = sum(
+                (_mean_cross_entropy(logits[c], labels[:, j]) for j, c in enumerate(self.tag_heads)),
+                torch.zeros((), device=labels.device),
+            )
         if not losses:
             raise ValueError("forward_loss: every objective is switched off or has no labels in the batch")
         losses["total"] = sum(getattr(w, name) * value for name, value in losses.items())

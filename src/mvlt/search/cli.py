@@ -144,6 +144,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="ORIGIN",
         help="let pages from this origin (https://shop.example) call the API; repeatable (default none)",
     )
+    p.add_argument(
+        "--zero-shot",
+        dest="zero_shot",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="also tag zero-shot (POST /tag and the results): colour=black,white,red or a .yaml/.json "
+        "file; the checkpoint's tag heads are served without it",
+    )
     _execution(p)
     p.set_defaults(run=run_serve)
 
@@ -286,6 +295,21 @@ def api_key(args: argparse.Namespace) -> str | None:
     return key
 
 
+def tag_vocabulary(specs: list[str]) -> dict[str, list[str]] | None:
+    """``--zero-shot`` of ``mvlt serve``: labels given, or a file (a server reads no catalogue columns)."""
+    from ..tagging import parse_specs
+
+    if not specs:
+        return None
+    spec = parse_specs(specs)
+    if spec.columns:
+        raise UsageError(
+            f"--zero-shot {','.join(spec.columns)}: the server reads no catalogue columns; give the labels "
+            "(colour=black,white) or a .yaml/.json file"
+        )
+    return spec.labels
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Check every flag and take the port before loading the index (seconds to minutes), so that a
     mistake fails at once; then serve until interrupted."""
@@ -293,6 +317,7 @@ def run_serve(args: argparse.Namespace) -> int:
     _threads(args)
     try:
         key = api_key(args)
+        vocabulary = tag_vocabulary(args.zero_shot)
     except ERRORS as err:
         return fail("serve", err)
     try:
@@ -319,8 +344,9 @@ def run_serve(args: argparse.Namespace) -> int:
             upload_timeout_s=args.upload_timeout,
         )
         app = create_app(
-            index, limits=limits, default_rerank=args.rerank, api_key=key, cors_origins=args.cors_origin
-        )
+            index, limits=limits, default_rerank=args.rerank, api_key=key, cors_origins=args.cors_origin,
+            tag_vocabulary=vocabulary,
+        )  # fmt: skip
     except ERRORS as err:
         sock.close()
         return fail("serve", err)

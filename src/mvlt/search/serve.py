@@ -1,7 +1,9 @@
 """``mvlt serve``: a JSON API and one search page over a :class:`~mvlt.search.CatalogueIndex`.
 
 Routes: ``GET /`` (the page), ``GET|HEAD /healthz``, ``GET /search?q=...&k=...&rerank=...``,
-``POST /search/image`` (multipart field ``image``) and ``GET /images/{row}`` (a product's photo).
+``POST /search/image`` (multipart field ``image``), ``GET /images/{row}`` (a product's photo) and,
+when the checkpoint has tag heads or a zero-shot vocabulary is given, ``POST /tag`` (a photo's
+tags, with the upload bounds of ``/search/image``; search results then carry their tags too).
 
 Every request is bounded (:class:`Limits`): query length, ``k`` and ``rerank`` at most 100,
 upload bytes (counted while the body streams in, not after), image pixels (checked from the
@@ -46,6 +48,7 @@ from starlette.requests import ClientDisconnect
 from ..data.images import to_rgb
 from .guard import AccessLog, ApiKey, cors_options, error_response
 from .index import CatalogueIndex, QueryError
+from .tags import served_tags
 
 log = logging.getLogger("mvlt.search")
 
@@ -165,12 +168,15 @@ def create_app(
     default_rerank: int = 20,
     api_key: str | None = None,
     cors_origins: list[str] | None = None,
+    tag_vocabulary: dict[str, list[str]] | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``index`` (run it with uvicorn: :func:`run_server`).
 
     ``api_key``: required on every path but ``/healthz`` and the page. ``cors_origins``: the only
-    origins whose pages may call the API from a browser (none by default: the page is same-origin)."""
+    origins whose pages may call the API from a browser (none by default: the page is same-origin).
+    ``tag_vocabulary``: zero-shot attributes to tag beside the checkpoint's tag heads."""
     limits = limits or Limits()
+    tags = served_tags(index, tag_vocabulary)
     default_rerank = min(default_rerank, limits.max_rerank)
     gate = _Gate(limits.max_concurrent)
     page = resources.files("mvlt.search").joinpath("static/index.html").read_text(encoding="utf-8")
@@ -214,6 +220,9 @@ def create_app(
             raise ApiError(400, str(err)) from err
         latency = (time.perf_counter() - start) * 1000
         results = [{**h.to_dict(), "image_url": f"/images/{h.row}"} for h in hits]
+        if tags is not None:
+            for result, tagged in zip(results, tags.products([h.row for h in hits])):
+                result["tags"] = tagged
         return {
             "k": query["k"],
             "rerank": query["rerank"],
@@ -236,6 +245,7 @@ def create_app(
             "default_rerank": default_rerank,
             "api_key": api_key is not None,
             "limits": asdict(limits),
+            "tags": tags.describe() if tags is not None else None,
         }
 
     @app.get("/search")
@@ -255,6 +265,14 @@ def create_app(
         request: Request, k: int = 10, rerank: int | None = None, over: str | None = None
     ) -> dict[str, Any]:
         k, rerank = options(k, rerank, over in (None, "texts"))
+        filename, data = await read_upload(request)
+        with gate:
+            picture = decode_upload(data, limits.max_pixels)
+            result = await run_in_threadpool(run_search, image=picture, k=k, rerank=rerank, over=over)
+            return {"filename": filename, **result}
+
+    async def read_upload(request: Request) -> tuple[str | None, bytes]:
+        """The multipart field ``image`` of a photo upload, within the upload limits."""
         body = await _read_body(
             request, limits.max_upload_bytes + MULTIPART_OVERHEAD, limits.upload_timeout_s
         )
@@ -265,10 +283,18 @@ def create_app(
         data = await upload.read()
         if len(data) > limits.max_upload_bytes:
             raise ApiError(413, f"the photo is {len(data):,} bytes; the limit is {limits.max_upload_bytes:,}")
+        return upload.filename, data
+
+    @app.post("/tag")
+    async def tag_photo(request: Request) -> dict[str, Any]:
+        if tags is None:
+            raise ApiError(
+                404, "this server tags nothing: its checkpoint has no tag heads and no vocabulary was given"
+            )
+        filename, data = await read_upload(request)
         with gate:
             picture = decode_upload(data, limits.max_pixels)
-            result = await run_in_threadpool(run_search, image=picture, k=k, rerank=rerank, over=over)
-            return {"filename": upload.filename, **result}
+            return {"filename": filename, **await run_in_threadpool(tags.photo, picture)}
 
     @app.get("/images/{row}")
     def image(row: str) -> FileResponse:

@@ -1,30 +1,38 @@
 """Tagging: every attribute a catalogue has (colour, pattern, department...), from a photo.
 
-Zero-shot (:mod:`.zeroshot`): any checkpoint with ITC heads scores a photo against each label of a
-vocabulary embedded as text, so a shop can tag attributes no head was trained for. ``mvlt tag``
-(:mod:`.cli`) tags a folder or a catalogue and, with ``--evaluate``, scores the tags against the
-catalogue's own columns (:mod:`.evaluate`). Like :mod:`mvlt.search` this package sits on top: it
-imports the model, data and evaluation code, and nothing imports it.
+Two sources, one image-only pass (:mod:`.tagger`): a checkpoint's fine-tuned tag heads
+(``mvlt finetune --labels colour,pattern``), and zero-shot (:mod:`.zeroshot`): any checkpoint with
+ITC heads scores a photo against each label of a vocabulary embedded as text, so a shop can tag
+attributes no head was trained for. ``mvlt tag`` (:mod:`.cli`) tags a folder or a catalogue and,
+with ``--evaluate``, scores the tags against the catalogue's own columns (:mod:`.evaluate`). Like
+:mod:`mvlt.search` this package sits on top: it imports the model, data and evaluation code, and
+nothing below imports it.
 """
 
-from .attributes import Columns, catalogue_columns
+from ..data.columns import Columns, catalogue_columns
 from .evaluate import metric_name, score_attribute, score_tags
+from .tagger import FINE_TUNED, ZERO_SHOT, Tagger, head_labels, tag_images
 from .vocabulary import DEFAULT_TEMPLATE, VocabularySpec, check_template, load_file, parse_specs
 from .zeroshot import ImageTags, Tag, ZeroShotTagger, zero_shot_tags
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "FINE_TUNED",
+    "ZERO_SHOT",
     "Columns",
     "ImageTags",
     "Tag",
+    "Tagger",
     "VocabularySpec",
     "ZeroShotTagger",
     "catalogue_columns",
     "check_template",
+    "head_labels",
     "load_file",
     "metric_name",
     "parse_specs",
     "score_attribute",
     "score_tags",
+    "tag_images",
     "zero_shot_tags",
 ]

@@ -1,5 +1,5 @@
-"""``mvlt tag``: zero-shot tags for a folder of photos or a catalogue, and (``--evaluate``) how well
-they match the catalogue's own columns.
+"""``mvlt tag``: tags for a folder of photos or a catalogue, from a checkpoint's fine-tuned tag heads
+and zero-shot vocabularies, and (``--evaluate``) how well they match the catalogue's own columns.
 
 Every flag is checked before the model loads, so a mistake fails at once (exit 2); what the flags
 point at (checkpoint, folder, manifest, photos) fails with exit 1, naming it.
@@ -25,12 +25,16 @@ log = logging.getLogger("mvlt.tagging")
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "tag",
-        help="zero-shot attribute tags (colour, pattern...) for photos, from the ITC embeddings",
-        description="Tag photos with every attribute asked for, from a checkpoint's ITC embeddings: each "
-        "label is embedded as a text and the photo's cosine with each, over the ITC temperature, gives "
-        "its probability. --evaluate scores the tags against the catalogue's own columns.",
+        help="attribute tags (colour, pattern...) for photos: fine-tuned tag heads and zero-shot",
+        description="Tag photos from the image alone: with the checkpoint's tag heads (mvlt finetune "
+        "--labels) and with every --zero-shot attribute, from the ITC embeddings (each label is embedded "
+        "as a text and the photo's cosine with each, over the ITC temperature, gives its probability). "
+        "An attribute with a head is reported from the head. --evaluate scores the tags against the "
+        "catalogue's own columns.",
     )
-    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint directory (with ITC heads)")
+    p.add_argument(
+        "--checkpoint", required=True, type=Path, help="checkpoint directory (tag heads and/or ITC heads)"
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=Path, default=None, help="a folder of photos (sub-folders too)")
     source.add_argument(
@@ -45,9 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--zero-shot",
         dest="zero_shot",
         action="append",
-        required=True,
+        default=[],
         metavar="SPEC",
-        help="what to tag, repeatable: colour=black,white,red (labels; ';' separates attributes), "
+        help="what to tag zero-shot, repeatable: colour=black,white,red (labels; ';' separates attributes), "
         "colour,pattern (the labels are the values of these --data columns) or a .yaml/.json file "
         "{attribute: [labels]}",
     )
@@ -111,8 +115,8 @@ def check_flags(args: argparse.Namespace) -> Any:
     if args.split is not None and args.data is None:
         raise UsageError("--split selects rows of --data; a folder of --images has no splits")
     check_template(args.prompt)
-    spec = parse_specs(args.zero_shot)
-    if spec.columns and args.data is None:
+    spec = parse_specs(args.zero_shot) if args.zero_shot else None
+    if spec is not None and spec.columns and args.data is None:
         raise UsageError(
             f"--zero-shot {','.join(spec.columns)}: labels from a catalogue's columns need --data; "
             "for a folder of photos give the labels (colour=black,white,red) or a file"
@@ -138,28 +142,38 @@ def run_tag(args: argparse.Namespace) -> int:
         print(format_scores(result["metrics"], result["attributes"]))
         print(f"wrote {args.out / 'metrics.json'} and {args.out / 'tags.jsonl'}")
     else:
-        print(f"tagged {len(run.tagged)} photos with {', '.join(result['attributes'])}: {args.out}")
+        named = ", ".join(f"{a} ({s})" for a, s in result["sources"].items())
+        print(f"tagged {len(run.tagged)} photos with {named}: {args.out}")
     return 0
 
 
 def _tag(args: argparse.Namespace, spec: Any, progress: bool) -> dict[str, Any]:
+    from ..data.columns import catalogue_columns
     from ..runtime import resolve_device, resolve_precision
-    from .attributes import catalogue_columns
     from .run import tag_photos, write_tags
     from .sources import CataloguePhotos, PhotoFolder
-    from .zeroshot import ZeroShotTagger
+    from .tagger import Tagger, head_labels
 
     source: Any = PhotoFolder(args.images) if args.images is not None else None
     catalogue = None if source is not None else _open(args)
-    columns = None
-    if catalogue is not None and (spec.columns or args.evaluate):
-        columns = catalogue_columns(catalogue, spec.attributes if args.evaluate else spec.columns)
-    column_labels = columns.labels if columns is not None else {}
-    vocabulary = {a: spec.labels.get(a) or column_labels[a] for a in spec.attributes}
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision or ("fp32" if device.type == "cpu" else "auto"), device)
-    model = _load_model(args.checkpoint, device)
-    tagger = ZeroShotTagger(
+    model = _load_model(args.checkpoint, device, zero_shot=spec is not None)
+    heads = head_labels(model)
+    if spec is None and not heads:
+        raise UsageError(
+            f"--checkpoint {args.checkpoint} has no tag heads (mvlt finetune --labels colour,...): "
+            "say what to tag with --zero-shot"
+        )
+    wanted = list(dict.fromkeys([*heads, *(spec.attributes if spec is not None else [])]))
+    columns = None
+    if catalogue is not None and (args.evaluate or (spec is not None and spec.columns)):
+        columns = catalogue_columns(catalogue, wanted if args.evaluate else spec.columns)
+    vocabulary = None
+    if spec is not None:
+        column_labels = columns.labels if columns is not None else {}
+        vocabulary = {a: spec.labels.get(a) or column_labels[a] for a in spec.attributes}
+    tagger = Tagger(
         model, vocabulary, template=args.prompt, temperature=args.temperature, autocast=precision.autocast
     )
     if source is None:
@@ -169,46 +183,55 @@ def _tag(args: argparse.Namespace, spec: Any, progress: bool) -> dict[str, Any]:
         batch_size=args.batch_size, limit=args.limit, skip_bad_rows=args.skip_bad_rows,
         progress=progress, device=device,
     )  # fmt: skip
-    result: dict[str, Any] = {"run": run, "source": source.source, "attributes": spec.attributes}
+    result: dict[str, Any] = {
+        "run": run, "source": source.source, "attributes": tagger.attributes, "sources": tagger.sources,
+    }  # fmt: skip
     if not args.evaluate:
-        write_tags(args.out, run.tagged, spec.attributes)
+        write_tags(args.out, run.tagged, tagger.attributes)
         return result
     assert columns is not None
-    size = int(model.config.image_size)
-    result["metrics"] = _write_evaluation(
-        args, run, columns.values, vocabulary, catalogue, tagger.temperature, precision.name, size
-    )
+    result["metrics"] = _write_evaluation(args, run, columns.values, tagger, catalogue, precision.name)
     return result
 
 
 def _write_evaluation(
-    args: argparse.Namespace, run: Any, values: dict[str, list[str]], vocabulary: dict[str, list[str]],
-    catalogue: Any, temperature: float, precision: str, image_size: int,
+    args: argparse.Namespace, run: Any, values: dict[str, list[str]], tagger: Any, catalogue: Any,
+    precision: str,
 ) -> dict[str, Any]:  # fmt: skip
-    """Score the top label of every tagged row against the column's ``values``; write
+    """Score every source's top label of every tagged row against the column's ``values``; write
     ``metrics.json`` (with the protocol) and ``tags.jsonl`` into ``--out``."""
     from ..fileio import atomic_write_text
     from .evaluate import score_tags
     from .run import write_tags
 
-    attributes = list(vocabulary)
+    attributes = tagger.attributes
     rows = [int(t.photo.row or 0) for t in run.tagged]  # every photo of a catalogue has its row
-    predicted = {a: [t.tags[a][0].label for t in run.tagged] for a in attributes}
+    predicted: dict[str, dict[str, list[str]]] = {}
+    labels: dict[str, list[str]] = {}
+    for a in attributes:
+        offered = [s for s, vocabulary in tagger.vocabularies.items() if a in vocabulary]
+        predicted[a] = {s: [t.by_source[s][a][0].label for t in run.tagged] for s in offered}
+        labels[a] = list(dict.fromkeys(label for s in offered for label in tagger.vocabularies[s][a]))
     truth = {a: [values[a][r] for r in rows] for a in attributes}
-    metrics, details = score_tags(predicted, truth, vocabulary)
+    metrics, details = score_tags(predicted, truth, labels)
+    zero_shot = tagger.zero_shot
     protocol: dict[str, Any] = {
-        "task": "zero-shot tagging (image only, ITC embeddings)",
+        "task": "tagging from the image alone: fine-tuned tag heads on the image-only pass, zero-shot "
+        "from the ITC embeddings (neither reads the description)",
         "checkpoint": str(args.checkpoint),
         "catalogue": str(catalogue.source),
         "split": getattr(catalogue, "split", None) or "(all rows)",
         "photos": len(run.tagged),
         "skipped": dict(run.skips.counts),
-        "prompt": args.prompt,
-        "temperature": temperature,
-        "image_size": image_size,
+        "sources": {a: [s for s, v in tagger.vocabularies.items() if a in v] for a in attributes},
+        "prompt": args.prompt if zero_shot is not None else None,
+        "temperature": zero_shot.temperature if zero_shot is not None else None,
+        "image_size": int(tagger.model.config.image_size),
         "precision": precision,
-        "labels": "given with --zero-shot, else the column's distinct values over the whole manifest",
-        "matching": "case-folded, spaces collapsed; empty values and values not offered: counted, not scored",
+        "labels": "fine-tuned: the head's labels (the training split's values); zero-shot: given with "
+        "--zero-shot, else the column's distinct values over the whole manifest",
+        "matching": "case-folded, spaces collapsed; empty values and values no source offers: counted, "
+        "not scored",
         "majority": "always the most common value of the scored rows",
         "attributes": details,
     }
@@ -233,7 +256,7 @@ def _open(args: argparse.Namespace) -> Any:
     return open_catalogue(args.data, split=args.split, skip_bad_rows=args.skip_bad_rows)
 
 
-def _load_model(checkpoint: Path, device: torch.device) -> Any:
+def _load_model(checkpoint: Path, device: torch.device, zero_shot: bool) -> Any:
     from ..model import MVLT
     from .zeroshot import require_itc
 
@@ -241,30 +264,36 @@ def _load_model(checkpoint: Path, device: torch.device) -> Any:
         raise FileNotFoundError(f"--checkpoint {checkpoint}: not a checkpoint directory")
     model = MVLT.from_pretrained(checkpoint).eval().to(device)
     try:
-        require_itc(model)
+        if zero_shot:
+            require_itc(model)
     except ValueError as err:
         raise ValueError(f"checkpoint {checkpoint}: {err}") from None
     return model
 
 
 def format_scores(metrics: dict[str, Any], attributes: list[str]) -> str:
-    """One line per attribute: zero-shot accuracy and macro-F1 beside the majority class's."""
-    from .evaluate import metric_name
+    """One line per attribute: each source's accuracy and macro-F1 beside the majority class's."""
+    from .evaluate import metric_name, source_stat
+    from .tagger import SOURCES
 
     lines = []
     for a in attributes:
-        m = {stat: metrics.get(metric_name(a, stat)) for stat in
-             ("acc_zeroshot", "acc_majority", "macro_f1_zeroshot", "macro_f1_majority", "items", "labels",
-              "unlabelled_items", "unknown_items")}  # fmt: skip
-        if m["acc_zeroshot"] is None:
+        stats = ("acc_majority", "macro_f1_majority", "items", "labels", "unlabelled_items", "unknown_items")
+        m = {stat: metrics.get(metric_name(a, stat)) for stat in stats}
+        if m["acc_majority"] is None:
             lines.append(
                 f"{a}: no scored rows ({m['unlabelled_items']} empty, {m['unknown_items']} not offered)"
             )
             continue
+        scores = [
+            f"{s} accuracy {100 * metrics[metric_name(a, 'acc_' + source_stat(s))]:.1f} %, macro-F1 "
+            f"{metrics[metric_name(a, 'macro_f1_' + source_stat(s))]:.3f}"
+            for s in SOURCES
+            if metric_name(a, "acc_" + source_stat(s)) in metrics
+        ]
         lines.append(
-            f"{a}: accuracy {100 * m['acc_zeroshot']:.1f} % (majority {100 * m['acc_majority']:.1f} %), "
-            f"macro-F1 {m['macro_f1_zeroshot']:.3f} (majority {m['macro_f1_majority']:.3f}); "
-            f"{m['labels']} labels, {m['items']} rows scored, {m['unlabelled_items']} empty and "
-            f"{m['unknown_items']} not offered left out"
+            f"{a}: {'; '.join(scores)} (majority {100 * m['acc_majority']:.1f} %, "
+            f"{m['macro_f1_majority']:.3f}); {m['labels']} labels, {m['items']} rows scored, "
+            f"{m['unlabelled_items']} empty and {m['unknown_items']} not offered left out"
         )
     return "\n".join(lines)

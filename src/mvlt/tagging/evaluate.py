@@ -1,10 +1,11 @@
-"""How well zero-shot tags match a catalogue's own values: accuracy and macro-F1 per attribute,
-beside the majority class (always predicting the split's most common value), which is what a
-tagger has to beat before it tells anyone anything.
+"""How well tags (fine-tuned heads, zero-shot) match a catalogue's own values: accuracy and macro-F1
+per attribute and source, beside the majority class (always predicting the split's most common
+value), which is what a tagger has to beat before it tells anyone anything.
 
 Labels match after case-folding and collapsing spaces (``"Dark Blue"`` is ``"dark blue"``). A
 row whose value is empty, or is not among the labels offered (only possible with labels given by
-hand), cannot be scored: it is left out of both scores and counted, as recognition does.
+hand, or a value the heads never saw in training), cannot be scored: it is left out of every score
+and counted, as recognition does. Every source is scored on the same rows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..eval.recognition import classification_report
+
+CONFUSED_PAIRS = 5
+"""Worst-confused (true, predicted) label pairs kept per attribute and source in the protocol."""
+SMALL_ATTRIBUTE = 10
+"""Attributes with at most this many labels also keep their whole confusion matrix."""
 
 
 def metric_name(attribute: str, stat: str) -> str:
@@ -27,23 +33,33 @@ def _key(label: str) -> str:
     return " ".join(label.split()).casefold()
 
 
+def source_stat(source: str) -> str:
+    """``fine-tuned`` -> ``finetuned``, ``zero-shot`` -> ``zeroshot``: the suffix of its metrics."""
+    return re.sub(r"[^0-9a-z]+", "", source.casefold())
+
+
 def score_attribute(
-    attribute: str, predicted: Sequence[str], truth: Sequence[str], labels: Sequence[str]
+    attribute: str,
+    predicted: Mapping[str, Sequence[str]],
+    truth: Sequence[str],
+    labels: Sequence[str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The metrics of one attribute and its details (majority label, values not offered)."""
-    if len(predicted) != len(truth):
-        raise ValueError(f"{attribute}: {len(predicted)} predictions for {len(truth)} rows")
+    """The metrics of one attribute (``predicted``: per source, the top label of every row;
+    ``labels``: every label offered) and its details (majority label, values not offered)."""
+    for source, top1 in predicted.items():
+        if len(top1) != len(truth):
+            raise ValueError(f"{attribute} ({source}): {len(top1)} predictions for {len(truth)} rows")
     index = {_key(label): i for i, label in enumerate(labels)}
-    y_true, y_pred, unknown = [], [], Counter()
+    scored, unknown = [], Counter()
     unlabelled = 0
-    for p, t in zip(predicted, truth):
+    for row, t in enumerate(truth):
         if not t:
             unlabelled += 1
         elif _key(t) not in index:
             unknown[t] += 1
         else:
-            y_true.append(index[_key(t)])
-            y_pred.append(index[_key(p)])
+            scored.append(row)
+    y_true = [index[_key(truth[r])] for r in scored]
 
     def name(stat: str) -> str:
         return metric_name(attribute, stat)
@@ -57,27 +73,33 @@ def score_attribute(
     details: dict[str, Any] = {"unknown_values": dict(unknown.most_common())}
     if not y_true:
         return metrics, details
-    zero_shot = classification_report(y_true, y_pred)
+    details["confused"], confusion = {}, {}
+    for source, top1 in predicted.items():
+        y_pred = [index[_key(top1[r])] for r in scored]
+        report = classification_report(y_true, y_pred)
+        metrics[name(f"acc_{source_stat(source)}")] = report.accuracy
+        metrics[name(f"macro_f1_{source_stat(source)}")] = report.macro_f1
+        pairs = Counter((t, p) for t, p in zip(y_true, y_pred) if t != p).most_common(CONFUSED_PAIRS)
+        details["confused"][source] = [[labels[t], labels[p], n] for (t, p), n in pairs]
+        if len(labels) <= SMALL_ATTRIBUTE:  # rows: true label, columns: predicted, in ``labels`` order
+            counts = Counter(zip(y_true, y_pred))
+            confusion[source] = [[counts[t, p] for p in range(len(labels))] for t in range(len(labels))]
+    if confusion:
+        details["confusion"] = {"labels": list(labels), **confusion}
     majority = Counter(y_true).most_common(1)[0][0]
     baseline = classification_report(y_true, [majority] * len(y_true))
-    metrics.update(
-        {
-            name("acc_zeroshot"): zero_shot.accuracy,
-            name("macro_f1_zeroshot"): zero_shot.macro_f1,
-            name("acc_majority"): baseline.accuracy,
-            name("macro_f1_majority"): baseline.macro_f1,
-        }
-    )
+    metrics[name("acc_majority")], metrics[name("macro_f1_majority")] = baseline.accuracy, baseline.macro_f1
     details["majority_label"] = labels[majority]
     return metrics, details
 
 
 def score_tags(
-    predicted: Mapping[str, Sequence[str]],
+    predicted: Mapping[str, Mapping[str, Sequence[str]]],
     truth: Mapping[str, Sequence[str]],
     labels: Mapping[str, Sequence[str]],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """:func:`score_attribute` for every attribute of ``predicted`` (its top-1 label per row)."""
+    """:func:`score_attribute` for every attribute of ``predicted`` (per source, its top-1 label
+    per row)."""
     metrics: dict[str, Any] = {}
     details: dict[str, Any] = {}
     for attribute, top1 in predicted.items():

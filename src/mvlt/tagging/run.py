@@ -24,7 +24,8 @@ from ..data.errors import DataError, SkipLog, handle_bad_row
 from ..data.images import prepare_image
 from ..fileio import atomic_write_text
 from .sources import Photo
-from .zeroshot import ImageTags, ZeroShotTagger
+from .tagger import Tagger, merge
+from .zeroshot import ImageTags
 
 OUTPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 
@@ -38,16 +39,24 @@ class PhotoSource(Protocol):
 
 @dataclass
 class TaggedPhoto:
-    """A photo and its tags: one line of ``tags.jsonl``, one row of ``tags.csv``."""
+    """A photo and its tags: one line of ``tags.jsonl``, one row of ``tags.csv``. ``by_source``
+    holds every source's tags (:meth:`Tagger.tag_by_source`), ``sources`` which one each
+    attribute is reported from."""
 
     photo: Photo
-    tags: ImageTags
+    by_source: dict[str, ImageTags]
+    sources: dict[str, str]
+
+    @property
+    def tags(self) -> ImageTags:
+        return merge(self.by_source, self.sources)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "image": self.photo.name,
             "product_id": self.photo.product_id,
             "tags": {a: [t.to_dict() for t in tags] for a, tags in self.tags.items()},
+            "sources": dict(self.sources),
         }
 
 
@@ -60,7 +69,7 @@ class TagRun:
 
 
 def tag_photos(
-    tagger: ZeroShotTagger,
+    tagger: Tagger,
     source: PhotoSource,
     *,
     image_size: int,
@@ -93,8 +102,8 @@ def tag_photos(
                 chunk.append(photo)
                 pixels.append(image)
             if chunk:
-                tags = tagger.tag(torch.stack(pixels).to(device), top_k)
-                run.tagged.extend(TaggedPhoto(p, t) for p, t in zip(chunk, tags))
+                tags = tagger.tag_by_source(torch.stack(pixels).to(device), top_k)
+                run.tagged.extend(TaggedPhoto(p, t, tagger.sources) for p, t in zip(chunk, tags))
             bar.update(len(batch))
     bar.close()
     return run
@@ -111,20 +120,23 @@ def output_format(path: Path) -> str:
 def write_tags(path: Path, tagged: Sequence[TaggedPhoto], attributes: Sequence[str]) -> Path:
     """Write ``tagged`` to ``path`` (atomically), as JSONL or CSV by its suffix.
 
-    CSV: ``image, product_id``, then per attribute its best label, that label's probability and
-    the top-k as ``label:probability`` joined by ``|``, for spreadsheets and catalogue imports.
+    CSV: ``image, product_id``, then per attribute its best label, that label's probability, the
+    top-k as ``label:probability`` joined by ``|`` and the tags' source (``fine-tuned`` or
+    ``zero-shot``), for spreadsheets and catalogue imports.
     """
     if output_format(path) == "jsonl":
         text = "".join(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in tagged)
         return atomic_write_text(path, text)
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
-    writer.writerow(["image", "product_id", *(f"{a}{s}" for a in attributes for s in ("", "_p", "_top"))])
+    suffixes = ("", "_p", "_top", "_source")
+    writer.writerow(["image", "product_id", *(f"{a}{s}" for a in attributes for s in suffixes)])
     for t in tagged:
-        row = [t.photo.name, t.photo.product_id or ""]
+        row, merged = [t.photo.name, t.photo.product_id or ""], t.tags
         for a in attributes:
-            tags = t.tags[a]
+            tags = merged[a]
             row += [tags[0].label, f"{tags[0].probability:.4f}"]
             row.append("|".join(f"{x.label}:{x.probability:.4f}" for x in tags))
+            row.append(t.sources[a])
         writer.writerow(row)
     return atomic_write_text(path, buffer.getvalue())

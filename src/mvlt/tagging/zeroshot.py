@@ -88,20 +88,34 @@ class ZeroShotTagger:
     def probabilities(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per attribute, ``B x labels`` probabilities of ``images`` (``B x 3 x S x S`` in [0, 1])."""
         with torch.inference_mode(), self.autocast():
-            photos = self.model.encode_images(images).float()
+            return self.probabilities_from(self.model.image_features(images))
+
+    def probabilities_from(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`probabilities` from ``model.image_features``' pooled features (shared with the
+        tag heads, so a photo costs one image pass whatever tags it)."""
+        with torch.inference_mode(), torch.autocast(device_type=pooled.device.type, enabled=False):
+            photos = self.model.itc_head.embed_image(pooled.float())
         return {a: (photos @ e.T / self.temperature).softmax(-1) for a, e in self.label_embeddings.items()}
 
     def tag(self, images: torch.Tensor, top_k: int = 3) -> list[ImageTags]:
         """Per image, per attribute, the ``top_k`` labels with their probabilities."""
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        out: list[ImageTags] = [{} for _ in range(images.shape[0])]
-        for attribute, probs in self.probabilities(images).items():
-            labels = self.vocabulary[attribute]
-            values, rows = probs.topk(min(top_k, len(labels)), dim=-1)
-            for i, (vs, rs) in enumerate(zip(values.cpu().tolist(), rows.cpu().tolist())):
-                out[i][attribute] = [Tag(labels[r], v) for v, r in zip(vs, rs)]
-        return out
+        return top_tags(self.probabilities(images), self.vocabulary, top_k)
+
+
+def top_tags(
+    probabilities: Mapping[str, torch.Tensor], vocabulary: Mapping[str, Sequence[str]], top_k: int
+) -> list[ImageTags]:
+    """Per image, per attribute, the ``top_k`` labels of ``B x labels`` probabilities."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    out: list[ImageTags] = []
+    for attribute, probs in probabilities.items():
+        labels = vocabulary[attribute]
+        values, rows = probs.topk(min(top_k, len(labels)), dim=-1)
+        out = out or [{} for _ in range(probs.shape[0])]
+        for i, (vs, rs) in enumerate(zip(values.cpu().tolist(), rows.cpu().tolist())):
+            out[i][attribute] = [Tag(labels[r], v) for v, r in zip(vs, rs)]
+    return out
 
 
 def zero_shot_tags(

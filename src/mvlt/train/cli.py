@@ -85,7 +85,14 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
         "objectives",
         str,
         "LIST",
-        "comma-separated subset of itc,mir,itm,mlm,category,subcategory",
+        "comma-separated subset of itc,mir,itm,mlm,category,subcategory,tags",
+    ),
+    (
+        "--labels",
+        "labels",
+        str,
+        "COLUMNS",
+        "one image-only tag head per catalogue column, e.g. colour,pattern (label maps saved)",
     ),
     ("--loss-weights", "loss_weights", str, "K=W,...", "e.g. itc=1,itm=1,mlm=1,mir=1"),
     ("--mask-strategy", "mask_strategy", str, "S", "random_grid, grid, stroke or center"),
@@ -213,8 +220,9 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
             overrides[key] = getattr(args, key)
     if "split" in overrides:
         overrides["split"] = normalise_split(overrides["split"])
-    if "objectives" in overrides:
-        overrides["objectives"] = [s.strip() for s in overrides["objectives"].split(",") if s.strip()]
+    for key in ("objectives", "labels"):
+        if key in overrides:
+            overrides[key] = [s.strip() for s in overrides[key].split(",") if s.strip()]
     if "loss_weights" in overrides:
         overrides["loss_weights"] = _key_values(overrides["loss_weights"].split(","), "--loss-weights", float)
     overrides.update(_key_values(args.sets, "--set", _yaml_value))

@@ -32,15 +32,18 @@ ITM_NEGATIVES = ("itc", "random", "hard")
 DEVICES = ("auto", "cpu", "cuda")
 
 RECIPES = ("mvlt", "paper")
+_NO_HEADS = {"category": 0.0, "subcategory": 0.0, "tags": 0.0}
 PRETRAIN_WEIGHTS = {
-    "mvlt": {"itc": 1.0, "mir": 1.0, "itm": 3.0, "mlm": 1.0, "category": 0.0, "subcategory": 0.0},
-    "paper": {"itc": 0.0, "mir": 10.0, "itm": 1.0, "mlm": 1.0, "category": 0.0, "subcategory": 0.0},
+    "mvlt": {"itc": 1.0, "mir": 1.0, "itm": 3.0, "mlm": 1.0, **_NO_HEADS},
+    "paper": {"itc": 0.0, "mir": 10.0, "itm": 1.0, "mlm": 1.0, **_NO_HEADS},
 }
 """Pre-training weights by recipe. ``paper``: eq. (8), 10·MIR + ITM + MLM. ``mvlt`` (ours): ITC 1,
 ITM 3, MLM 1, MIR 1 (docs/DESIGN.md measures the choice). Recognition heads are not
 trained during pre-training."""
-FINETUNE_WEIGHTS = {"itc": 0.0, "mir": 0.0, "itm": 0.0, "mlm": 0.0, "category": 1.0, "subcategory": 1.0}
-"""Released code: the two recognition cross-entropies, weight 1 each, on clean inputs."""
+FINETUNE_WEIGHTS = {"itc": 0.0, "mir": 0.0, "itm": 0.0, "mlm": 0.0, "category": 1.0, "subcategory": 1.0,
+                    "tags": 0.0}  # fmt: skip
+"""Released code: the two recognition cross-entropies, weight 1 each, on clean inputs. With
+``labels`` the tag heads (weight 1) replace them: see ``TrainConfig.labels``."""
 
 
 class ConfigError(UsageError):
@@ -69,6 +72,13 @@ class TrainConfig:
     starting weights (e.g. a previous run); its tokenizer is reused."""
     freeze_encoder: bool = False
     """Fine-tuning: train only the recognition heads. Default off, as in the paper (end to end)."""
+    labels: list[str] | None = None
+    """Catalogue columns to train one tag head each for (``[colour, pattern]``, ours). The heads
+    read the image-only pass, so they tag a photo without its description; their label maps are
+    the training split's values, saved with the checkpoint. Rows without a value are left out of
+    that head's loss and counted in ``train.log``. Given, the ``tags`` objective weighs 1 and, when
+    fine-tuning, the two recognition heads (which read the text) are off unless ``loss_weights``
+    or ``objectives`` ask for them."""
 
     # ------------------------------------------------------------------------------- data
     data: str = "synthetic"
@@ -224,6 +234,10 @@ class TrainConfig:
             self.teachers = [t for t in self.teachers.split(",") if t.strip()]
         if self.teachers is not None:
             self.teachers = list(self.teachers) or None
+        if isinstance(self.labels, str):
+            self.labels = [c.strip() for c in self.labels.split(",") if c.strip()]
+        if self.labels is not None:
+            self.labels = [str(c) for c in self.labels] or None
 
     def _coerce_numbers(self) -> None:
         """Numbers given as text become numbers: YAML 1.1 reads ``1e-3`` (no dot) as a string."""
@@ -248,6 +262,10 @@ class TrainConfig:
         """Task defaults, then ``loss_weights``, then ``objectives`` switching the others off."""
         weights = dict(PRETRAIN_WEIGHTS[self.recipe] if self.task == "pretrain" else FINETUNE_WEIGHTS)
         weights.update(dict.fromkeys(("kd_image", "kd_text", "kd_cross"), 0.0))
+        if self.labels:
+            weights["tags"] = 1.0
+            if self.task == "finetune":
+                weights.update(category=0.0, subcategory=0.0)
         weights.update({LOSS_OF_SOURCE[s]: 1.0 for s in self.teacher_sources() if s in LOSS_OF_SOURCE})
         weights.update(self.loss_weights)
         if self.objectives is not None:
@@ -359,6 +377,14 @@ class TrainConfig:
                 "teachers", f"{', '.join(silenced)} train(s) {losses}, which objectives or loss_weights "
                 f"switch off; add {losses} to --objectives or leave the source out",
             )  # fmt: skip
+        if self.labels is not None and len(set(self.labels)) != len(self.labels):
+            raise bad("labels", "names a column twice")
+        if weights["tags"] and not self.labels:
+            raise bad(
+                "labels", "objective tags trains one head per column: name them (--labels colour,pattern)"
+            )
+        if self.labels and not weights["tags"]:
+            raise bad("labels", "the tags objective is off, so no tag head would be trained")
         if self.itm_negatives is not None and self.itm_negatives not in ITM_NEGATIVES:
             raise bad("itm_negatives", f"choose one of {', '.join(ITM_NEGATIVES)}")
         if self.itm_negatives == "itc" and not weights["itc"]:

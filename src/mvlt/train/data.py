@@ -11,8 +11,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ..data.batches import PairDataset, PretrainDataset
+from ..data.batches import PairDataset, PretrainDataset, encode_tags
 from ..data.catalogue import Catalogue
+from ..data.columns import catalogue_columns
 from ..data.image_cache import open_image_cache
 from ..data.labels import LabelMaps
 from ..data.sources import open_catalogue
@@ -118,10 +119,14 @@ def build_dataset(
     image stops the run before its first step, naming the row."""
     negatives = config.resolved_itm_negatives()
     cache = open_image_cache(catalogue, image_size, config.resize, config.image_cache, progress=progress)
+    tags = None
+    if weights.get("tags") and label_maps is not None and label_maps.tag_columns:
+        values = catalogue_columns(catalogue, label_maps.tag_columns, "--labels").values
+        tags = encode_tags(values, label_maps)
     if not any(weights[k] for k in ("itc", "mir", "itm", "mlm")) and schedule == "clean":
         return PairDataset(
             catalogue, tokenizer, label_maps=label_maps, image_size=image_size, resize=config.resize,
-            image_cache=cache,
+            image_cache=cache, tag_labels=tags,
         )  # fmt: skip
     return PretrainDataset(
         catalogue,
@@ -140,7 +145,19 @@ def build_dataset(
         itm_negatives=negatives if negatives != "itc" else "random",
         seed=config.seed,
         image_cache=cache,
+        tag_labels=tags,
     )
+
+
+def tag_lines(label_maps: LabelMaps | None) -> list[str]:
+    """One banner line per tag head: its labels and the rows left out of its loss (no value)."""
+    if label_maps is None:
+        return []
+    return [
+        f"  tag head {c}: {len(label_maps.tag_names(c))} labels; {label_maps.tag_unlabelled[c]} training "
+        "rows without a value, left out of its loss"
+        for c in label_maps.tag_columns
+    ]
 
 
 def epoch_loader(

@@ -40,7 +40,7 @@ from . import checkpoint as ckpt
 from .budget import CHECK_EVERY_STEPS, BudgetFit
 from .calibrate import training_workload
 from .config import TrainConfig
-from .data import ResumableSampler, build_dataset, epoch_loader
+from .data import ResumableSampler, build_dataset, epoch_loader, tag_lines
 from .distributed import (
     FeatureGather,
     Runtime,
@@ -529,6 +529,7 @@ class Trainer:
             f"ITM negatives {self.itm_negatives if self.weights['itm'] else '-'}",
             f"  device {rt.device}, precision {self.precision.name} ({self.precision.reason}), "
             f"{torch.get_num_threads()} thread(s)",
+            *tag_lines(self.model.label_maps),
             *self.teacher_lines,
         ))  # fmt: skip
 

@@ -1,6 +1,6 @@
 """The model a run trains and the catalogue it trains on: a new model of a variant, one grown from
-``--init`` (its encoder, recognition heads fitted to this catalogue's labels), or the resumed one;
-then the parts its objectives leave without a gradient are frozen.
+``--init`` (its encoder, recognition and tag heads fitted to this catalogue's labels), or the
+resumed one; then the parts its objectives leave without a gradient are frozen.
 
 Apart from :mod:`.engine` so the engine reads as the training loop.
 """
@@ -8,8 +8,10 @@ Apart from :mod:`.engine` so the engine reads as the training loop.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ..data.catalogue import Catalogue
+from ..data.columns import catalogue_columns
 from ..data.labels import LabelMaps
 from ..data.tokenizer import Tokenizer
 from ..model.io import load_state_checked
@@ -20,7 +22,7 @@ from .data import open_training_catalogue, resolve_tokenizer
 from .distributed import Runtime, broadcast_object
 
 HEADS = {"itc": "itc_head", "mir": "decoder", "itm": "itm_head", "mlm": "mlm_head",
-         "category": "category_head", "subcategory": "subcategory_head"}  # fmt: skip
+         "category": "category_head", "subcategory": "subcategory_head", "tags": "tag_heads"}  # fmt: skip
 """The module each objective trains on top of the encoder; frozen when its objective is off."""
 ENCODER = ("text_embed", "stages")
 
@@ -47,6 +49,8 @@ def build_model_and_data(
         image_size = config.image_size or get_config(config.model, **config.model_overrides).image_size
     catalogue = open_training_catalogue(config, image_size)
     label_maps = LabelMaps.from_catalogue(catalogue)
+    if config.labels:  # an unknown column is a usage error naming the catalogue's columns
+        label_maps = label_maps.with_tags(catalogue_columns(catalogue, config.labels, "--labels").values)
     if runtime.is_main or (config.tokenizer or "").lower() != "train":
         tokenizer = resolve_tokenizer(config, catalogue, fallback=init.tokenizer if init else None)
     else:
@@ -57,6 +61,7 @@ def build_model_and_data(
     heads = {
         "num_categories": label_maps.num_categories if weights["category"] else 0,
         "num_subcategories": label_maps.num_subcategories if weights["subcategory"] else 0,
+        "tag_classes": {c: len(label_maps.tag_names(c)) for c in label_maps.tag_columns},
     }
     if init is None:
         overrides = {**config.recipe_model_overrides(), "max_text_len": config.max_text_len, **heads}
@@ -85,10 +90,10 @@ def check_itc_heads(
         )
 
 
-def model_from_init(init: MVLT, config: TrainConfig, heads: dict[str, int], label_maps: LabelMaps) -> MVLT:
-    """A model shaped like ``init`` with recognition heads for ``label_maps``: encoder and the
-    other heads keep ``init``'s weights; the recognition heads are fresh unless ``init`` had
-    heads for exactly these label maps."""
+def model_from_init(init: MVLT, config: TrainConfig, heads: dict[str, Any], label_maps: LabelMaps) -> MVLT:
+    """A model shaped like ``init`` with recognition and tag heads for ``label_maps``: encoder and
+    the other heads keep ``init``'s weights; a recognition head is fresh unless ``init`` had
+    heads for exactly these label maps, a tag head unless ``init`` had one for the same labels."""
     model = MVLT(init.config.replace(**{**config.model_overrides, **heads}))  # fresh (seeded) heads
     same_labels = init.label_maps is not None and init.label_maps == label_maps
     state = init.state_dict()
@@ -100,6 +105,15 @@ def model_from_init(init: MVLT, config: TrainConfig, heads: dict[str, int], labe
         if not (same_labels and getattr(init.config, size_field) == heads[size_field]):
             state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
             state.update({k: v for k, v in fresh.items() if k.startswith(head + ".")})
+    old = init.label_maps
+    kept = {
+        c for c in heads["tag_classes"]
+        if old is not None and c in old.tag_columns and old.tag_names(c) == label_maps.tag_names(c)
+    }  # fmt: skip
+    state = {k: v for k, v in state.items() if not k.startswith("tag_heads.") or k.split(".")[1] in kept}
+    state.update(
+        {k: v for k, v in fresh.items() if k.startswith("tag_heads.") and k.split(".")[1] not in kept}
+    )
     load_state_checked(model, state, f"--init {config.init}")
     return model
 

@@ -32,7 +32,7 @@ from .runlog import CONFIG_NAME, LOG_NAME, METRICS_NAME
 
 LATEST = "latest"
 ARCHITECTURE = ("task", "recipe", "model", "model_overrides", "init", "image_size", "max_text_len",
-                "tokenizer", "vocab_size")  # fmt: skip
+                "tokenizer", "vocab_size", "labels")  # fmt: skip
 """Settings a resumed run takes from its checkpoint: changing them on resume is refused."""
 
 

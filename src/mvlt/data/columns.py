@@ -1,6 +1,7 @@
-"""A catalogue's own attribute columns (colour, pattern, department...), by catalogue row.
+"""A catalogue's own attribute columns (colour, pattern, department...), by catalogue row: what
+``mvlt tag`` scores against and what ``mvlt finetune --labels`` trains tag heads on.
 
-The catalogue classes keep only the columns training needs, so a manifest's other columns are
+The catalogue classes keep only the columns pre-training needs, so a manifest's other columns are
 read here from the file itself and joined to the catalogue's rows by product id (the first row of
 a product id, as retrieval does). The labels of a column are its distinct non-empty values over
 the whole file, every split included, so the test split is tagged with the same choice of labels
@@ -57,47 +58,50 @@ def read_manifest_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
-def catalogue_columns(catalogue: Any, columns: Sequence[str]) -> Columns:
+def catalogue_columns(catalogue: Any, columns: Sequence[str], flag: str = "--zero-shot") -> Columns:
     """The values and labels of ``columns`` for every row of ``catalogue`` (a manifest or the
-    synthetic catalogue; ``category`` and ``subcategory`` from any catalogue)."""
+    synthetic catalogue; ``category`` and ``subcategory`` from any catalogue). A column that is
+    not an attribute, or not there, is a :class:`UsageError` starting with ``flag``."""
     for column in columns:
         if column in NOT_ATTRIBUTES:
-            raise UsageError(f"--zero-shot {column}: column {column!r} is not an attribute to tag")
+            raise UsageError(f"{flag} {column}: column {column!r} is not an attribute to tag")
     if hasattr(catalogue, "attributes") and not hasattr(catalogue, "path"):  # synthetic
         table = [{k: _clean(v) for k, v in a.items()} for a in catalogue.attributes]
         header = list(dict.fromkeys(k for row in table for k in row))
-        _check_known(columns, header, catalogue.source)
-        return _columns(columns, [[row.get(c, "") for row in table] for c in columns], table)
+        _check_known(columns, header, catalogue.source, flag)
+        return _columns(columns, [[row.get(c, "") for row in table] for c in columns], table, flag)
     if all(c in ("category", "subcategory") for c in columns):
         core = {"category": catalogue.categories, "subcategory": catalogue.subcategories}
         table = [{c: _clean(core[c][i]) for c in columns} for i in range(len(catalogue))]
-        return _columns(columns, [[row[c] for row in table] for c in columns], table)
+        return _columns(columns, [[row[c] for row in table] for c in columns], table, flag)
     path = getattr(catalogue, "path", None)
     if path is None or Path(path).suffix.lower() not in (".csv", ".jsonl", ".ndjson"):
         raise UsageError(
-            f"--zero-shot {','.join(columns)}: tagging a catalogue's own columns needs a CSV or JSONL "
-            f"manifest, and {catalogue.source} is not one; give the labels (colour=black,white)"
+            f"{flag} {','.join(columns)}: a catalogue's own columns need a CSV or JSONL manifest, and "
+            f"{catalogue.source} is not one"
         )
     header, rows = read_manifest_rows(Path(path))
-    _check_known(columns, header, str(path))
+    _check_known(columns, header, str(path), flag)
     by_id: dict[str, dict[str, str]] = {}
     for row in rows:
         by_id.setdefault(row.get("product_id", ""), row)
     values = [[by_id.get(pid, {}).get(c, "") for pid in catalogue.product_ids] for c in columns]
-    return _columns(columns, values, rows)
+    return _columns(columns, values, rows, flag)
 
 
-def _check_known(columns: Sequence[str], header: Sequence[str], source: str) -> None:
+def _check_known(columns: Sequence[str], header: Sequence[str], source: str, flag: str) -> None:
     unknown = [c for c in columns if c not in header]
     if unknown:
         offered = ", ".join(h for h in header if h not in NOT_ATTRIBUTES)
         raise UsageError(
-            f"--zero-shot {','.join(unknown)}: unknown column(s) {', '.join(map(repr, unknown))} "
+            f"{flag} {','.join(unknown)}: unknown column(s) {', '.join(map(repr, unknown))} "
             f"in {source} (its columns: {offered})"
         )
 
 
-def _columns(columns: Sequence[str], values: list[list[str]], table: list[dict[str, str]]) -> Columns:
+def _columns(
+    columns: Sequence[str], values: list[list[str]], table: list[dict[str, str]], flag: str
+) -> Columns:
     labels = {}
     for column in columns:
         found: list[str] = []
@@ -108,7 +112,7 @@ def _columns(columns: Sequence[str], values: list[list[str]], table: list[dict[s
                 seen.add(value.casefold())
         if len(found) < 2:
             raise UsageError(
-                f"--zero-shot {column}: column {column!r} has {len(found)} distinct value(s), "
+                f"{flag} {column}: column {column!r} has {len(found)} distinct value(s), "
                 "nothing to choose between"
             )
         labels[column] = found
