@@ -10,6 +10,7 @@ import pytest
 
 from mvlt.data import SyntheticCatalogue
 
+from ..manifests import write_manifest
 from ..search.conftest import write_checkpoint
 
 PRODUCTS = 24
@@ -37,10 +38,7 @@ def write_tagged_catalogue(folder: Path, products: int = PRODUCTS) -> Path:
             }
         )
     manifest = folder / "metadata.csv"
-    with manifest.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(manifest, rows)
     return manifest
 
 
