@@ -48,3 +48,26 @@ def test_speed_train_worker_reports_the_matmul_time_of_its_step(monkeypatch: pyt
     )  # fmt: skip
     out = speed.train_worker(args)
     assert out["samples_per_s"] > 0 and out["matmul_seconds_per_step"] > 0
+
+
+def test_objective_cost_times_a_step_with_only_the_named_objectives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import objective_cost
+    from common import make_batch
+
+    batches = [make_batch(4, 64, [10, 20], seed=0)]
+    assert objective_cost.step_seconds({"itc": 1.0, "itm": 3.0}, batches, "fp32", steps=1) > 0
+    with pytest.raises(ValueError, match="switched off"):  # no objective: forward_loss refuses
+        objective_cost.step_seconds({}, batches, "fp32", steps=1)
+
+
+def test_compile_benchmark_reports_a_failure_as_a_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.delitem(sys.modules, "torch_compile", raising=False)
+    import torch_compile as compile_benchmark
+
+    def broken(*how):
+        raise RuntimeError("inductor: no compiler\nsecond line")
+
+    row = compile_benchmark.measure(broken, "x", iters=1)
+    assert row["error"] == "RuntimeError: inductor: no compiler" and "trace" in row

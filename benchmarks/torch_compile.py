@@ -10,7 +10,7 @@ each time:
 Each row reports the compile time (the first calls, one per shape), the steady step time, and the
 speed-up over eager measured in the same run; a compile that fails is reported, not raised.
 
-    .venv/bin/python benchmarks/compile.py [--threads 2] [--iters 8] [--json FILE]
+    .venv/bin/python benchmarks/torch_compile.py [--threads 2] [--iters 8] [--json FILE]
 """
 
 from __future__ import annotations
