@@ -52,3 +52,22 @@ def test_the_flag(tmp_path: Path) -> None:
     assert TrainConfig().image_cache == "auto"
     with pytest.raises(ConfigError, match="image_cache"):
         TrainConfig(image_cache=" ").validate()
+
+
+def test_a_run_stopped_and_resumed_on_the_cache_ends_as_one_that_never_stopped(
+    tmp_path: Path, tokenizer_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache keeps resume exact: the resumed run reads the same pixels at the same data position
+    (the first run built the cache, the resumed one memory-maps it)."""
+    from .helpers import interrupt_at
+
+    manifest = synthetic_manifest(tmp_path / "data")
+    cfg = tiny_config(tmp_path / "whole", tokenizer_dir, data=str(manifest), data_options={}, steps=8,
+                      image_cache=str(tmp_path / "cache"))  # fmt: skip
+    whole = train(cfg).out
+    stopped = cfg.replace(out=str(tmp_path / "stopped"))
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 4)
+        assert train(stopped).interrupted == "SIGTERM"
+    assert train(stopped, resume=True).steps == 8
+    assert same_weights(whole, Path(stopped.out))
