@@ -50,3 +50,21 @@ def test_percentiles_are_nearest_rank(monkeypatch: pytest.MonkeyPatch) -> None:
     got = percentiles([float(x) for x in range(1, 101)])
     assert got == {"p50": 50.0, "p95": 95.0, "p99": 99.0, "mean": 50.5}
     assert percentiles([]) == {"p50": None, "p95": None, "p99": None, "mean": None}
+
+
+def test_serve_load_updates_the_index_under_load(
+    checkpoint: Path, catalogue: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.delitem(sys.modules, "serve_load", raising=False)
+    import serve_load
+
+    out = tmp_path / "index"
+    CatalogueIndex.build(checkpoint, catalogue, out, limit=20, precision="fp32")
+    argv = ["--index", str(out), "--clients", "2", "--seconds", "3", "--rerank", "0", "--photos", "2"]
+    report = serve_load.main([*argv, "--add-data", str(catalogue), "--add-after", "0.5"])
+    update = report["update"]
+    assert update["index_add_exit"] == 0 and update["reload_status"] == 200, update
+    assert update["products_before"] == 20 and update["reload"]["products"] == 36
+    assert update["findable"] == {"added_products": 16, "checked": 16, "found_in_top_10": 16}
+    assert report["ok"] > 0 and not report["errors"], report["errors"]
