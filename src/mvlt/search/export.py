@@ -131,7 +131,7 @@ def _export_graph(
     program.save(str(path), external_data=False)
 
 
-def _run(session: Any, kind: str, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+def _run(session: Any, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
     names = [i.name for i in session.get_inputs()]
     return session.run(None, {n: t.numpy() for n, t in zip(names, inputs)})[0]
 
@@ -170,7 +170,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, *, quantize: bool = Tru
                 for example in inputs[kind]:
                     with torch.inference_mode():
                         expected = module(*example).numpy()
-                    worst = max(worst, float(np.abs(_run(session, kind, example) - expected).max()))
+                    worst = max(worst, float(np.abs(_run(session, example) - expected).max()))
                 parity[variant][kind] = worst
             if parity["fp32"][kind] > PARITY_TOLERANCE:
                 raise ValueError(
