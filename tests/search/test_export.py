@@ -122,3 +122,36 @@ def test_missing_onnxruntime_names_the_extra(
     argv = ["serve", "--index", str(index_dir), "--port", "0", "--runtime", "onnx", "--onnx", str(onnx_dir)]
     assert main(argv) == 1
     assert "pip install 'mvlt[onnx]'" in capsys.readouterr().err
+
+
+def test_onnx_benchmark_reports_recall_agreement_and_latency(
+    checkpoint: Path, catalogue: Path, onnx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    monkeypatch.delitem(sys.modules, "onnx_runtime", raising=False)
+    import onnx_runtime
+
+    argv = [
+        "--checkpoint",
+        str(checkpoint),
+        "--onnx",
+        str(onnx_dir),
+        "--data",
+        str(catalogue),
+        "--split",
+        "all",
+    ]
+    out = tmp_path / "onnx.json"
+    report = onnx_runtime.main([*argv, "--queries", "3", "--image-cache", "off", "--json", str(out)])
+    assert json.loads(out.read_text()) == report and report["products"] == 36
+    assert max(report["max_abs_diff_vs_torch"]["onnx"].values()) <= PARITY_TOLERANCE
+    fp32 = report["quality_first_stage"]["onnx"]["text_to_image"]
+    assert fp32 == report["quality_first_stage"]["torch"]["text_to_image"]
+    assert set(report["quality_first_stage"]) == {
+        "torch",
+        "onnx",
+        "onnx-int8",
+        "onnx-int8 queries, torch index",
+    }
+    for runtime in ("torch", "onnx", "onnx-int8"):
+        assert report["latency_batch_1"][runtime]["text_first_stage"]["p50_ms"] > 0
