@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the report here as JSON")
     p.add_argument(
+        "--warmup", type=float, default=0.0, help="seconds of the same load before RSS start and the clock"
+    )
+    p.add_argument(
         "--add-data", default=None, help="with --index: `mvlt index --add` this catalogue under load"
     )
     p.add_argument("--add-after", type=float, default=None, help="seconds in (default: a third of --seconds)")
@@ -189,6 +192,13 @@ async def load(url: str, args: argparse.Namespace, pid: int | None) -> dict[str,
         photos = await fetch_photos(client, args.photos)
         depths = [int(d) for d in args.rerank.split(",")]
         log: list[tuple[str, int, float, int | str]] = []
+        rss_cold = rss_mb(pid)
+        if args.warmup > 0:  # the same load, not counted: caches, arenas and pools fill first
+            warm = random.Random(args.seed - 1)
+            end = time.perf_counter() + args.warmup
+            await asyncio.gather(
+                *(one_client(client, end, warm, photos, args, depths, []) for _ in range(args.clients))
+            )
         rss_start = rss_mb(pid)
         start = time.perf_counter()
         deadline = start + args.seconds
@@ -214,7 +224,8 @@ async def load(url: str, args: argparse.Namespace, pid: int | None) -> dict[str,
         "latency_ms": percentiles([entry[2] for entry in ok]),
         "latency_ms_by_mix": {mix: {"n": len(ms), **percentiles(ms)} for mix, ms in sorted(by_mix.items())},
         "errors": {str(k): n for k, n in Counter(e[3] for e in log if e[3] != 200).most_common()},
-        "server_rss_mb": {"start": rss_start, "end": rss_mb(pid)},
+        "server_rss_mb": {"cold": rss_cold, "start": rss_start, "end": rss_mb(pid)},
+        "warmup_s": args.warmup,
         "photos": len(photos),
         "update": updated,
         "date": time.strftime("%Y-%m-%d %H:%M"),

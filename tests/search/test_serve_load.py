@@ -31,7 +31,20 @@ def test_serve_load_reports_throughput_latency_errors_and_memory(
     app = create_app(index, limits=Limits(max_concurrent=1), api_key=key)
     out = tmp_path / "load.json"
     with background_server(app) as url:
-        argv = ["--url", url, "--pid", str(os.getpid()), "--api-key", key, "--clients", "3", "--seconds", "1"]
+        argv = [
+            "--url",
+            url,
+            "--pid",
+            str(os.getpid()),
+            "--api-key",
+            key,
+            "--clients",
+            "3",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0.5",
+        ]
         report = serve_load.main([*argv, "--photos", "2", "--rerank", "0,2", "-k", "3", "--json", str(out)])
     assert json.loads(out.read_text()) == report and report["photos"] == 2
     assert report["ok"] > 0 and report["throughput_per_s"] > 0
@@ -41,6 +54,7 @@ def test_serve_load_reports_throughput_latency_errors_and_memory(
     mixes = {f"{kind} rerank={r}" for kind in ("text", "photo") for r in (0, 2)}
     assert set(report["latency_ms_by_mix"]) <= mixes
     assert report["server_rss_mb"]["start"] > 0 and report["server_rss_mb"]["end"] > 0
+    assert report["warmup_s"] == 0.5 and report["server_rss_mb"]["cold"] > 0
 
 
 def test_percentiles_are_nearest_rank(monkeypatch: pytest.MonkeyPatch) -> None:
