@@ -4,13 +4,17 @@ and without re-ranking; throughput, latency percentiles, errors by status, the s
     .venv/bin/python benchmarks/serve_load.py --url http://127.0.0.1:8000 [--pid PID] [--api-key KEY]
     .venv/bin/python benchmarks/serve_load.py --index runs/hm-index [--serve-arg=--max-concurrent=8]
         [--clients 8] [--seconds 30] [--photo-share 0.3] [--rerank 0,20] [--json FILE]
+        [--add-data CATALOGUE [--add-after S]]
 
 With ``--index`` it starts ``mvlt serve`` on a free port itself (and stops it after); with
 ``--url`` it loads a running server, whose resident memory it reads from /proc when ``--pid`` says
 which process it is. The photos are the server's own product images (``/images/ROW``), fetched
-once before the clock starts, so no data set is needed. The client is asyncio on httpx, one
-connection per client: it needs no torch and barely loads the machine it measures. Run it on a
-quiet machine: its numbers are the server's, not the test suite's.
+once before the clock starts, so no data set is needed. ``--add-data`` updates the index under
+load: ``--add-after`` seconds in, ``mvlt index --add --out INDEX --data CATALOGUE`` runs beside the
+server, then ``POST /admin/reload`` switches it; the report says when, how many products came, and
+whether the new products are found (a query with each one's own text over the products' texts).
+The client is asyncio on httpx, one connection per client: it needs no torch and barely loads the
+machine it measures. Run it on a quiet machine: its numbers are the server's, not the test suite's.
 """
 
 from __future__ import annotations
@@ -59,7 +63,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--photos", type=int, default=16, help="product images to query with (default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the report here as JSON")
+    p.add_argument(
+        "--warmup", type=float, default=0.0, help="seconds of the same load before RSS start and the clock"
+    )
+    p.add_argument(
+        "--add-data", default=None, help="with --index: `mvlt index --add` this catalogue under load"
+    )
+    p.add_argument("--add-after", type=float, default=None, help="seconds in (default: a third of --seconds)")
     args = p.parse_args(argv)
+    if args.add_data is not None and args.index is None:
+        p.error("--add-data needs --index (the folder to add to)")
     if args.clients < 1 or not args.seconds > 0 or not 0 <= args.photo_share <= 1:
         p.error("--clients >= 1, --seconds > 0 and --photo-share in [0, 1], please")
     return args
@@ -132,6 +145,46 @@ async def one_client(
             await asyncio.sleep(float(response.headers.get("retry-after", "1")))
 
 
+async def update(client: httpx.AsyncClient, args: argparse.Namespace, start: float) -> dict[str, Any]:
+    """``mvlt index --add`` beside the loaded server, then ``POST /admin/reload`` (s from ``start``)."""
+    await asyncio.sleep(args.add_after if args.add_after is not None else args.seconds / 3)
+    before = (await client.get("/healthz")).json()["products"]
+    began = time.perf_counter() - start
+    argv = [sys.executable, "-m", "mvlt", "index", "--add", "--out", str(args.index), "--data", args.add_data]
+    argv += ["--no-progress", "--image-cache", "auto"]
+    indexer = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = (await indexer.communicate())[0].decode(errors="replace").strip().splitlines()
+    indexed = time.perf_counter() - start
+    reload = await client.post("/admin/reload", timeout=300)
+    return {
+        "products_before": before,
+        "index_add_started_s": round(began, 2),
+        "index_add_seconds": round(indexed - began, 2),
+        "index_add_exit": indexer.returncode,
+        "index_add_said": output[-1] if output else "",
+        "reload_status": reload.status_code,
+        "reload_ms": round((time.perf_counter() - start - indexed) * 1000, 1),
+        "switched_at_s": round(time.perf_counter() - start, 2),
+        "reload": reload.json(),
+    }
+
+
+async def findable(
+    client: httpx.AsyncClient, index: Path, first_row: int, sample: int = 50
+) -> dict[str, Any]:
+    """How many of the products from row ``first_row`` on (the added ones) come back for their own text
+    searched over the products' texts (an exact match: found unless another product has that text)."""
+    lines = (index / "products.jsonl").read_text(encoding="utf-8").splitlines()[first_row:]
+    added = [json.loads(line) for line in lines]
+    picked = random.Random(0).sample(added, min(sample, len(added)))
+    found = 0
+    for product in picked:
+        params = {"q": product["text"][:512], "k": 10, "rerank": 0, "over": "texts"}
+        results = (await client.get("/search", params=params)).json().get("results", [])
+        found += any(r["product_id"] == product["product_id"] for r in results)
+    return {"added_products": len(added), "checked": len(picked), "found_in_top_10": found}
+
+
 async def load(url: str, args: argparse.Namespace, pid: int | None) -> dict[str, Any]:
     headers = {"X-API-Key": args.api_key} if args.api_key else {}
     limits = httpx.Limits(max_connections=args.clients + 1)
@@ -139,12 +192,24 @@ async def load(url: str, args: argparse.Namespace, pid: int | None) -> dict[str,
         photos = await fetch_photos(client, args.photos)
         depths = [int(d) for d in args.rerank.split(",")]
         log: list[tuple[str, int, float, int | str]] = []
+        rss_cold = rss_mb(pid)
+        if args.warmup > 0:  # the same load, not counted: caches, arenas and pools fill first
+            warm = random.Random(args.seed - 1)
+            end = time.perf_counter() + args.warmup
+            await asyncio.gather(
+                *(one_client(client, end, warm, photos, args, depths, []) for _ in range(args.clients))
+            )
         rss_start = rss_mb(pid)
         start = time.perf_counter()
         deadline = start + args.seconds
         rngs = [random.Random(args.seed * 1000 + i) for i in range(args.clients)]
-        await asyncio.gather(*(one_client(client, deadline, r, photos, args, depths, log) for r in rngs))
+        clients = [one_client(client, deadline, r, photos, args, depths, log) for r in rngs]
+        updating = [update(client, args, start)] if args.add_data else []
+        outcome = await asyncio.gather(*clients, *updating)
         elapsed = time.perf_counter() - start
+        updated = outcome[-1] if updating else None
+        if updated is not None:
+            updated["findable"] = await findable(client, args.index, updated["products_before"])
     ok = [entry for entry in log if entry[3] == 200]
     by_mix: dict[str, list[float]] = defaultdict(list)
     for kind, rerank, ms, _ in ok:
@@ -159,8 +224,10 @@ async def load(url: str, args: argparse.Namespace, pid: int | None) -> dict[str,
         "latency_ms": percentiles([entry[2] for entry in ok]),
         "latency_ms_by_mix": {mix: {"n": len(ms), **percentiles(ms)} for mix, ms in sorted(by_mix.items())},
         "errors": {str(k): n for k, n in Counter(e[3] for e in log if e[3] != 200).most_common()},
-        "server_rss_mb": {"start": rss_start, "end": rss_mb(pid)},
+        "server_rss_mb": {"cold": rss_cold, "start": rss_start, "end": rss_mb(pid)},
+        "warmup_s": args.warmup,
         "photos": len(photos),
+        "update": updated,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
 

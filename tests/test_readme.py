@@ -35,6 +35,7 @@ SHRINK: dict[str, list[str]] = {
     "index": ["--limit", "40", *NO_BARS, *FAST],
     "search": [*FAST],
     "serve": [*FAST],  # on a free port: see serve_briefly
+    "export": [],
     "tag": ["--limit", "16", *NO_BARS, *FAST],
 }  # fmt: skip
 RESUME = [*NO_BARS, *FAST]
@@ -156,6 +157,7 @@ def test_every_readme_command_runs(tmp_path: Path) -> None:
     assert (work / "runs" / "hm-eval" / "metrics.json").is_file()
     assert "python example" in ran and any(r.startswith("torchrun") for r in ran)
     assert (work / "runs" / "hm-index" / "index.json").is_file() and "mvlt serve --index" in ran
+    assert (work / "runs" / "hm-onnx" / "export.json").is_file()
     assert (work / "runs" / "hm-tag-eval" / "metrics.json").is_file()
 
 

@@ -18,7 +18,7 @@ COMMAND_MODULES = (
     "mvlt.train.cli",  # pretrain, finetune
     "mvlt.eval.cli",  # evaluate
     "mvlt.data.cli",  # tokenizer
-    "mvlt.search.cli",  # index, search, serve
+    "mvlt.search.cli",  # index, search, serve, export
     "mvlt.tagging.cli",  # tag
     "mvlt.demo",  # demo
 )

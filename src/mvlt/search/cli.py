@@ -1,4 +1,5 @@
-"""``mvlt index``, ``mvlt search`` and ``mvlt serve``: build a catalogue index, query it, serve it."""
+"""``mvlt index``, ``mvlt search``, ``mvlt serve`` and ``mvlt export``: build a catalogue index, query
+it, serve it, and export its encoders to ONNX."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import torch
 
 from ..exits import ERRORS, UsageError, at_most_arg, count_arg, fail, port_arg, positive_float_arg
 from .backends import BACKENDS
+from .onnx_encoders import RUNTIMES, require_onnx
 
 OVER_CHOICES = ("images", "texts")
 MAX_RERANK = 100
@@ -29,7 +31,17 @@ def _execution(p: argparse.ArgumentParser) -> None:
         default=None,
         help="default fp32 on CPU (bf16 CPU kernels are rebuilt for every text length), auto on CUDA",
     )
-    p.add_argument("--threads", type=count_arg, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=count_arg, default=None, help="CPU threads (torch and onnxruntime)")
+    p.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="what embeds products and queries: torch (default), or the ONNX graphs of --onnx in "
+        "onnxruntime (fp32, or int8 weights); re-ranking stays in torch",
+    )
+    p.add_argument(
+        "--onnx", type=Path, default=None, metavar="DIR", help="the checkpoint's `mvlt export` folder"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -156,6 +168,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _execution(p)
     p.set_defaults(run=run_serve)
 
+    p = subparsers.add_parser(
+        "export",
+        help="export a checkpoint's image and text encoders (ITC embeddings) to ONNX",
+        description="Write the image and text encoders that make the search embeddings as ONNX graphs "
+        "(dynamic batch, fp32 and int8), the tokenizer and export.json to --out, after checking the "
+        "fp32 graphs against PyTorch. Needs pip install 'mvlt[onnx]'.",
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (the only one)")
+    p.add_argument("--out", type=Path, required=True, help="folder to write")
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 (dynamically quantised) graphs")
+    p.set_defaults(run=run_export)
+
 
 def _index_source(p: argparse.ArgumentParser) -> None:
     """The flags of every command that opens an existing index."""
@@ -169,6 +194,33 @@ def _threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def _runtime(args: argparse.Namespace) -> dict[str, object]:
+    """The execution flags as :meth:`CatalogueIndex.load` / ``build`` keywords (checked first)."""
+    if args.runtime == "torch" and args.onnx is not None:
+        raise UsageError("--onnx DIR is read only with --runtime onnx or onnx-int8")
+    if args.runtime != "torch":
+        if args.onnx is None:
+            raise UsageError(f"--runtime {args.runtime} needs --onnx DIR (made by `mvlt export`)")
+        require_onnx()
+    return {"device": args.device, "precision": args.precision, "runtime": args.runtime, "onnx": args.onnx}
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    try:
+        manifest = export_onnx(args.checkpoint, args.out, quantize=not args.no_int8)
+    except (*ERRORS, ImportError) as err:
+        return fail("export", err)
+    worst = manifest["parity_max_abs_diff"]
+    shown = ", ".join(f"{v} {max(d.values()):.1e}" for v, d in worst.items())
+    print(
+        f"exported the image and text encoders in {manifest['seconds']} s "
+        f"(max |diff| vs torch: {shown}): {args.out}"
+    )
+    return 0
+
+
 def run_index(args: argparse.Namespace) -> int:
     from .index import CatalogueIndex
 
@@ -177,9 +229,7 @@ def run_index(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     try:
         if args.add:
-            index = CatalogueIndex.load(
-                args.out, checkpoint=args.checkpoint, device=args.device, precision=args.precision
-            )
+            index = CatalogueIndex.load(args.out, checkpoint=args.checkpoint, **_runtime(args))
             added = index.add(
                 args.data,
                 split=args.split,
@@ -201,14 +251,13 @@ def run_index(args: argparse.Namespace) -> int:
                 limit=args.limit,
                 backend=args.backend,
                 batch_size=args.batch_size,
-                device=args.device,
-                precision=args.precision,
                 progress=progress,
                 skip_bad_rows=args.skip_bad_rows,
                 image_cache=args.image_cache,
+                **_runtime(args),
             )
             added = len(index)
-    except ERRORS as err:
+    except (*ERRORS, ImportError) as err:
         return fail("index", err)
     build = index.manifest["builds"][-1]
     rate = build["products_per_s"]
@@ -230,14 +279,10 @@ def run_search(args: argparse.Namespace) -> int:
         if args.image is not None and not args.image.is_file():
             raise FileNotFoundError(f"--image {args.image}: file not found")
         index = CatalogueIndex.load(
-            args.index,
-            checkpoint=args.checkpoint,
-            backend=args.backend,
-            device=args.device,
-            precision=args.precision,
+            args.index, checkpoint=args.checkpoint, backend=args.backend, **_runtime(args)
         )
         hits = index.search(args.query, args.image, k=args.k, rerank=args.rerank, over=args.over)
-    except ERRORS as err:
+    except (*ERRORS, ImportError) as err:
         return fail("search", err)
     if args.json:
         payload = {
@@ -318,7 +363,8 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         key = api_key(args)
         vocabulary = tag_vocabulary(args.zero_shot)
-    except ERRORS as err:
+        _runtime(args)
+    except (*ERRORS, ImportError) as err:
         return fail("serve", err)
     try:
         from .serve import Limits, create_app, listen, run_server
@@ -332,11 +378,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return fail("serve", err)
     try:
         index = CatalogueIndex.load(
-            args.index,
-            checkpoint=args.checkpoint,
-            backend=args.backend,
-            device=args.device,
-            precision=args.precision,
+            args.index, checkpoint=args.checkpoint, backend=args.backend, **_runtime(args)
         )
         limits = Limits(
             max_concurrent=args.max_concurrent,
@@ -347,7 +389,7 @@ def run_serve(args: argparse.Namespace) -> int:
             index, limits=limits, default_rerank=args.rerank, api_key=key, cors_origins=args.cors_origin,
             tag_vocabulary=vocabulary,
         )  # fmt: skip
-    except ERRORS as err:
+    except (*ERRORS, ImportError) as err:
         sock.close()
         return fail("serve", err)
     run_server(app, sock)

@@ -42,6 +42,7 @@ from ..fileio import atomic_directory
 from ..runtime import resolve_device, resolve_precision
 from . import store
 from .backends import Backend, make_backend
+from .onnx_encoders import open_encoders
 from .store import IndexFileError, Product, checkpoint_sha256
 
 log = logging.getLogger("mvlt.search")
@@ -183,10 +184,13 @@ class CatalogueIndex:
         device: torch.device,
         precision: str,
         backend: str = "exact",
+        encoder: Any = None,
     ) -> None:
         self.path, self.manifest, self.products = path, manifest, products
         self.embeddings = {"images": images, "texts": texts}
         self.model, self.device, self.precision = model, device, precision
+        self.encoder = encoder if encoder is not None else model  # ITC embeddings: the model or ONNX
+        self.runtime = getattr(encoder, "runtime", "torch")
         self.backend_name = backend
         self.kept = 0  # products the last add() found already indexed and left as they were
         root = manifest["catalogue"]["root"]
@@ -201,7 +205,10 @@ class CatalogueIndex:
         return len(self.products)
 
     def __repr__(self) -> str:
-        return f"CatalogueIndex({str(self.path)!r}, {len(self)} products, backend={self.backend_name!r})"
+        return (
+            f"CatalogueIndex({str(self.path)!r}, {len(self)} products, backend={self.backend_name!r}, "
+            f"runtime={self.runtime!r})"
+        )
 
     @property
     def checkpoint(self) -> dict[str, Any]:
@@ -230,6 +237,8 @@ class CatalogueIndex:
         progress: bool = False,
         skip_bad_rows: bool = False,
         image_cache: str = "off",
+        runtime: str = "torch",
+        onnx: str | Path | None = None,
     ) -> CatalogueIndex:
         """Embed every product of ``data`` (a manifest, a folder, a Fashion-Gen file, ``synthetic``
         or a :class:`Catalogue`) with ``checkpoint`` and write the index to ``out`` atomically.
@@ -238,6 +247,8 @@ class CatalogueIndex:
         ``image_cache`` (``off``, ``auto`` or a folder): read the images from the decoded-image
         cache of the whole catalogue (:mod:`mvlt.data.image_cache`), built first if needed; off by
         default, since an index reads each image once (and ``add`` only the new ones).
+        ``runtime``: ``torch``, or ``onnx`` / ``onnx-int8`` with ``onnx`` an ``mvlt export`` folder
+        of the same checkpoint (:mod:`mvlt.search.onnx_encoders`): what computes the embeddings.
         """
         checkpoint, out = Path(checkpoint), Path(out)
         if limit is not None and limit < 1:
@@ -245,12 +256,14 @@ class CatalogueIndex:
         dev = resolve_device(device)
         chosen = search_precision(precision, dev)
         model = _load_model(checkpoint, dev)
+        sha256 = checkpoint_sha256(checkpoint)
+        encoder = open_encoders(runtime, onnx, sha256)
         catalogue = data if isinstance(data, Catalogue) else _open(data, split, skip_bad_rows)
         root = getattr(catalogue, "root", None)
         manifest: dict[str, Any] = {
             "format": store.FORMAT,
             "version": store.VERSION,
-            "checkpoint": {"path": str(checkpoint.resolve()), "sha256": checkpoint_sha256(checkpoint)},
+            "checkpoint": {"path": str(checkpoint.resolve()), "sha256": sha256},
             "catalogue": {
                 "source": str(catalogue.source),
                 "split": catalogue.split,
@@ -266,7 +279,7 @@ class CatalogueIndex:
             "backend": backend,
             "builds": [],
         }
-        index = cls(out, manifest, [], *_empty(model), model, dev, chosen, backend)
+        index = cls(out, manifest, [], *_empty(model), model, dev, chosen, backend, encoder)
         return index._extend(catalogue, limit, progress, fresh=True, image_cache=image_cache)
 
     def add(
@@ -320,7 +333,7 @@ class CatalogueIndex:
         cache = open_image_cache(catalogue, int(settings["image_size"]), settings["resize"], image_cache,
                                  progress=progress)  # fmt: skip
         ctx = _context(self.model, catalogue, self.device, self.precision, settings, 0, cache)
-        embed = model_embedder(self.model, ctx, ctx.batch_size, ctx.autocast)
+        embed = model_embedder(self.encoder, ctx, ctx.batch_size, ctx.autocast)
         start = time.perf_counter()
         with atomic_directory(self.path) as tmp:
             if not fresh and own_images and (self.path / store.IMAGES).is_dir():
@@ -352,6 +365,7 @@ class CatalogueIndex:
                 "source": str(catalogue.source),
                 "split": catalogue.split,
                 "precision": self.precision,
+                "runtime": self.runtime,
                 "seconds": round(seconds, 3),
                 "products_per_s": round(len(rows) / seconds, 2) if seconds > 0 else None,
                 "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -381,13 +395,14 @@ class CatalogueIndex:
         backend: str | None = None,
         device: str = "cpu",
         precision: str | None = None,
+        runtime: str = "torch",
+        onnx: str | Path | None = None,
     ) -> CatalogueIndex:
         """Open an index and the checkpoint that built it (``checkpoint`` if it moved; its content
-        hash must match the one recorded, or :class:`IndexMismatchError` says so)."""
+        hash must match the one recorded, or :class:`IndexMismatchError` says so). ``runtime`` and
+        ``onnx``: as in :meth:`build`."""
         path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"--index {path}: no such index folder (build one with `mvlt index`)")
-        manifest = store.read_manifest(path)
+        manifest, products, images, texts = _read(path)
         recorded = manifest["checkpoint"]
         ckpt = Path(checkpoint) if checkpoint is not None else Path(recorded["path"])
         if not ckpt.is_dir():
@@ -401,27 +416,30 @@ class CatalogueIndex:
                 f"fit this model. Rebuild the index (`mvlt index --checkpoint {ckpt} ...`) or pass the "
                 "checkpoint that built it"
             )
-        products = store.read_products(path)
-        if len(products) != manifest.get("products"):
-            raise IndexFileError(
-                f"damaged index: {path / store.PRODUCTS} lists {len(products)} products, "
-                f"{path / store.MANIFEST} {manifest.get('products')}"
-            )
-        images, texts = store.read_embeddings(path, len(products))
         dev = resolve_device(device)
         chosen = search_precision(precision, dev)
         model = _load_model(ckpt, dev)
-        return cls(
-            path,
-            manifest,
-            products,
-            images,
-            texts,
-            model,
-            dev,
-            chosen,
-            backend or manifest.get("backend", "exact"),
-        )
+        encoder = open_encoders(runtime, onnx, found)
+        backend = backend or manifest.get("backend", "exact")
+        return cls(path, manifest, products, images, texts, model, dev, chosen, backend, encoder)
+
+    def reopen(self) -> CatalogueIndex:
+        """The index as its folder holds it now (after an ``add`` by another process), sharing
+        this one's model, encoders and settings, its backends built: ready to take over from this
+        one. Refuses a damaged folder (:class:`IndexFileError`) or one built by another checkpoint
+        (:class:`IndexMismatchError`: a new checkpoint needs a new process)."""
+        manifest, products, images, texts = _read(self.path)
+        built_by = manifest["checkpoint"]["sha256"]
+        if built_by != self.checkpoint["sha256"]:
+            raise IndexMismatchError(
+                f"index {self.path} is now built by another checkpoint (sha256 {built_by[:16]}, serving "
+                f"{self.checkpoint['sha256'][:16]}); restart the server to change the model"
+            )
+        args = (self.model, self.device, self.precision, self.backend_name, self.encoder)
+        fresh = CatalogueIndex(self.path, manifest, products, images, texts, *args)
+        for over in OVER:
+            fresh.backend(over)
+        return fresh
 
     # ---------------------------------------------------------------------------------- search
     def backend(self, over: str) -> Backend:
@@ -503,9 +521,9 @@ class CatalogueIndex:
         with ctx.autocast():
             if text is not None:
                 ids, mask = self._query_tokens(text)
-                out = self.model.encode_texts(ids, mask)
+                out = self.encoder.encode_texts(ids, mask)
             else:
-                out = self.model.encode_images(self._query_pixels(picture)[None])
+                out = self.encoder.encode_images(self._query_pixels(picture)[None])
         return out.float().cpu().numpy()
 
     def _query_tokens(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -586,6 +604,20 @@ class CatalogueIndex:
     def image_path(self, row: int) -> Path:
         """The file of product ``row``'s image (it may lie outside :attr:`root`: see the server)."""
         return self.catalogue.image_paths[row]
+
+
+def _read(path: Path) -> tuple[dict[str, Any], list[Product], np.ndarray, np.ndarray]:
+    """An index folder's manifest, products and ``(images, texts)`` embeddings, checked to agree."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"--index {path}: no such index folder (build one with `mvlt index`)")
+    manifest = store.read_manifest(path)
+    products = store.read_products(path)
+    if len(products) != manifest.get("products"):
+        raise IndexFileError(
+            f"damaged index: {path / store.PRODUCTS} lists {len(products)} products, "
+            f"{path / store.MANIFEST} {manifest.get('products')}"
+        )
+    return (manifest, products, *store.read_embeddings(path, len(products)))
 
 
 def _faiss_name(backend: str, over: str) -> str:

@@ -1,9 +1,10 @@
 """``mvlt serve``: a JSON API and one search page over a :class:`~mvlt.search.CatalogueIndex`.
 
 Routes: ``GET /`` (the page), ``GET|HEAD /healthz``, ``GET /search?q=...&k=...&rerank=...``,
-``POST /search/image`` (multipart field ``image``), ``GET /images/{row}`` (a product's photo) and,
-when the checkpoint has tag heads or a zero-shot vocabulary is given, ``POST /tag`` (a photo's
-tags, with the upload bounds of ``/search/image``; search results then carry their tags too).
+``POST /search/image`` (multipart field ``image``), ``GET /images/{row}`` (a product's photo),
+``POST /admin/reload`` (take the index folder's new version: :class:`LiveIndex`; SIGHUP does too)
+and, when the checkpoint has tag heads or a zero-shot vocabulary is given, ``POST /tag`` (a
+photo's tags, with the upload bounds of ``/search/image``; search results then carry their tags).
 
 Every request is bounded (:class:`Limits`): query length, ``k`` and ``rerank`` at most 100,
 upload bytes (counted while the body streams in, not after), image pixels (checked from the
@@ -25,12 +26,13 @@ import io
 import logging
 import mimetypes
 import re
+import signal
 import socket
 import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
@@ -46,9 +48,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 
 from ..data.images import to_rgb
+from ..exits import ERRORS
 from .guard import AccessLog, ApiKey, cors_options, error_response
 from .index import CatalogueIndex, QueryError
-from .tags import served_tags
+from .tags import ServedTags, served_tags
 
 log = logging.getLogger("mvlt.search")
 
@@ -161,6 +164,75 @@ class _Gate:
         self.semaphore.release()
 
 
+class LiveIndex:
+    """The index being served, replaced whole by :meth:`reload` when ``mvlt index --add`` (or a
+    rebuild) has rewritten its folder. The new version is read and its backends built *beside*
+    the old one, then one reference is swapped; a request takes :attr:`current` once and uses that
+    object to the end, so no response mixes two versions and none fails during a swap. A version
+    that cannot be read (damaged, half there, another checkpoint's) is refused, logged and
+    counted, and the old one keeps serving."""
+
+    ATTEMPTS = 3
+    """Reads of the folder before a reload is refused: ``atomic_directory`` swaps it with two
+    renames, and a read that falls between them (or across them) sees no or a mixed folder."""
+
+    def __init__(self, index: CatalogueIndex) -> None:
+        self.current = index
+        self.reloads = {"ok": 0, "refused": 0}
+        self.last_error: str | None = None
+        self._lock = threading.Lock()  # one reload at a time; searches never wait for it
+
+    def reload(self) -> dict[str, Any]:
+        """Swap in the folder's current version, or raise :class:`ApiError` 409 (old one kept)."""
+        with self._lock:
+            old = self.current
+            for attempt in range(1, self.ATTEMPTS + 1):
+                try:
+                    fresh = old.reopen()
+                    break
+                except ERRORS as err:
+                    if attempt < self.ATTEMPTS:
+                        time.sleep(0.2)
+                        continue
+                    self.reloads["refused"] += 1
+                    self.last_error = str(err)
+                    log.error("reload refused, still serving %d products: %s", len(old), err)
+                    raise ApiError(
+                        409, f"the index was not reloaded, still serving the old one: {err}"
+                    ) from err
+            self.current = fresh
+            self.reloads["ok"] += 1
+            log.info("reloaded %s: %d products (were %d)", fresh.path, len(fresh), len(old))
+            return {"status": "reloaded", "previous_products": len(old), **self.version()}
+
+    def version(self) -> dict[str, Any]:
+        """What identifies the version being served: its products and builds (``index.json``)."""
+        index = self.current
+        builds = index.manifest["builds"]
+        return {
+            "products": len(index),
+            "builds": len(builds),
+            "built_at": builds[-1]["at"] if builds else None,
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {**self.reloads, "last_error": self.last_error}
+
+
+def reload_on_sighup(live: LiveIndex) -> Any:
+    """``kill -HUP PID`` reloads the index (on a thread: a signal handler must return at once);
+    returns the previous handler. A refusal is logged and counted by :class:`LiveIndex`."""
+
+    def reload_quietly() -> None:
+        with suppress(ApiError):
+            live.reload()
+
+    def handler(signum: int, frame: Any) -> None:
+        threading.Thread(target=reload_quietly, name="mvlt-reload", daemon=True).start()
+
+    return signal.signal(signal.SIGHUP, handler)
+
+
 def create_app(
     index: CatalogueIndex,
     *,
@@ -174,15 +246,24 @@ def create_app(
 
     ``api_key``: required on every path but ``/healthz`` and the page. ``cors_origins``: the only
     origins whose pages may call the API from a browser (none by default: the page is same-origin).
-    ``tag_vocabulary``: zero-shot attributes to tag beside the checkpoint's tag heads."""
+    ``tag_vocabulary``: zero-shot attributes to tag beside the checkpoint's tag heads.
+    ``app.state.live`` is the :class:`LiveIndex`: each route reads ``live.current`` once."""
     limits = limits or Limits()
-    tags = served_tags(index, tag_vocabulary)
+    tagging: dict[int, ServedTags | None] = {}
     default_rerank = min(default_rerank, limits.max_rerank)
     gate = _Gate(limits.max_concurrent)
     page = resources.files("mvlt.search").joinpath("static/index.html").read_text(encoding="utf-8")
     app = FastAPI(title="mvlt search", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.index, app.state.limits, app.state.gate = index, limits, gate
-    root = index.root.resolve()
+    live = LiveIndex(index)
+    app.state.live, app.state.limits, app.state.gate = live, limits, gate
+
+    def tags_of(index: CatalogueIndex) -> ServedTags | None:
+        """The tagger of the index a request holds: a reload brings a new model, so new tags
+        (the one cached tagger keeps its index alive, so an ``id`` is never reused under it)."""
+        if id(index) not in tagging:
+            tagging.clear()
+            tagging[id(index)] = served_tags(index, tag_vocabulary)
+        return tagging[id(index)]
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -212,7 +293,7 @@ def create_app(
             raise ApiError(400, f"rerank must be between 0 and {limits.max_rerank}, got {rerank}")
         return k, rerank
 
-    def run_search(**query: Any) -> dict[str, Any]:
+    def run_search(index: CatalogueIndex, **query: Any) -> dict[str, Any]:
         start = time.perf_counter()
         try:
             hits = index.search(**query)
@@ -220,6 +301,7 @@ def create_app(
             raise ApiError(400, str(err)) from err
         latency = (time.perf_counter() - start) * 1000
         results = [{**h.to_dict(), "image_url": f"/images/{h.row}"} for h in hits]
+        tags = tags_of(index)
         if tags is not None:
             for result, tagged in zip(results, tags.products([h.row for h in hits])):
                 result["tags"] = tagged
@@ -228,6 +310,7 @@ def create_app(
             "rerank": query["rerank"],
             "over": query["over"],
             "latency_ms": round(latency, 2),
+            "products": len(index),
             "results": results,
         }
 
@@ -237,15 +320,19 @@ def create_app(
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])
     def healthz() -> dict[str, Any]:
+        index = live.current
         return {
             "status": "ok",
             "products": len(index),
+            "index": live.version(),
+            "reloads": live.health(),
+            "runtime": index.runtime,
             "checkpoint_sha256": index.checkpoint["sha256"],
             "backend": index.backend_name,
             "default_rerank": default_rerank,
             "api_key": api_key is not None,
             "limits": asdict(limits),
-            "tags": tags.describe() if tags is not None else None,
+            "tags": tags.describe() if (tags := tags_of(index)) is not None else None,
         }
 
     @app.get("/search")
@@ -258,7 +345,7 @@ def create_app(
             raise ApiError(400, f"the query is {len(q)} characters; the limit is {limits.max_query_chars}")
         k, rerank = options(k, rerank, over in (None, "images"))
         with gate:
-            return {"query": q, **run_search(text=q, k=k, rerank=rerank, over=over)}
+            return {"query": q, **run_search(live.current, text=q, k=k, rerank=rerank, over=over)}
 
     @app.post("/search/image")
     async def search_image(
@@ -268,7 +355,8 @@ def create_app(
         filename, data = await read_upload(request)
         with gate:
             picture = decode_upload(data, limits.max_pixels)
-            result = await run_in_threadpool(run_search, image=picture, k=k, rerank=rerank, over=over)
+            query = {"image": picture, "k": k, "rerank": rerank, "over": over}
+            result = await run_in_threadpool(run_search, live.current, **query)
             return {"filename": filename, **result}
 
     async def read_upload(request: Request) -> tuple[str | None, bytes]:
@@ -287,6 +375,7 @@ def create_app(
 
     @app.post("/tag")
     async def tag_photo(request: Request) -> dict[str, Any]:
+        tags = tags_of(live.current)
         if tags is None:
             raise ApiError(
                 404, "this server tags nothing: its checkpoint has no tag heads and no vocabulary was given"
@@ -298,10 +387,11 @@ def create_app(
 
     @app.get("/images/{row}")
     def image(row: str) -> FileResponse:
+        index = live.current  # rows stay valid across `mvlt index --add` (it appends)
         if not _DIGITS.fullmatch(row) or int(row) >= len(index):
             raise ApiError(404, f"no product image {row!r}: images are addressed by result row")
         path = index.image_path(int(row)).resolve()
-        if not path.is_relative_to(root):
+        if not path.is_relative_to(index.root.resolve()):
             raise ApiError(403, "this product's image lies outside the catalogue folder and is not served")
         if not path.is_file():
             raise ApiError(404, f"product {row}'s image file is missing")
@@ -312,6 +402,10 @@ def create_app(
             media_type=media,
             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=3600"},
         )
+
+    @app.post("/admin/reload")
+    async def reload() -> dict[str, Any]:
+        return await run_in_threadpool(live.reload)
 
     return app
 
@@ -370,7 +464,8 @@ def run_server(app: FastAPI, sock: socket.socket) -> None:
     own access log is off: :class:`~mvlt.search.guard.AccessLog` writes one without query values."""
     import uvicorn
 
-    index: CatalogueIndex = app.state.index
+    index: CatalogueIndex = app.state.live.current
+    reload_on_sighup(app.state.live)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {len(index)} products from {index.path} at http://{shown}:{port}/", flush=True)
