@@ -3,7 +3,6 @@ disk as a manifest with PNG files (what a shop's catalogue looks like), and an i
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,8 @@ import torch
 
 import mvlt
 from mvlt.data import SyntheticCatalogue, bert_tokenizer
+
+from ..manifests import write_manifest
 
 PRODUCTS = 36
 IMAGE_SIZE = 32
@@ -41,10 +42,7 @@ def write_catalogue(folder: Path, products: int = PRODUCTS, seed: int = 0) -> Pa
             }
         )
     manifest = folder / "metadata.csv"
-    with manifest.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(manifest, rows)
     return manifest
 
 

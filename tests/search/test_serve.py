@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from mvlt.search.serve import Limits, create_app
 
+from ..manifests import write_manifest
 from .conftest import write_catalogue
 
 
@@ -142,10 +143,7 @@ def test_images_come_only_from_the_catalogue_folder(checkpoint: Path, tmp_path: 
         rows = list(csv.DictReader(f))
     rows.append({**rows[0], "image": "../secret.png", "product_id": "outside1"})
     rows.append({**rows[0], "image": "images/link.png", "product_id": "linked1"})
-    with shop.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_manifest(shop, rows)
     out = tmp_path / "index"
     index = CatalogueIndex.build(checkpoint, shop, out, precision="fp32")
     assert [p.product_id for p in index.products][-2:] == ["outside1", "linked1"]
