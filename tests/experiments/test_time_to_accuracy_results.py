@@ -35,3 +35,13 @@ def test_the_ten_minute_demo_is_quoted_as_measured() -> None:
         f"evaluation {metrics['eval_minutes_actual']:.2f} min (planned {metrics['eval_minutes_planned']:.2f})"
         in text
     )
+
+
+def test_the_synthetic_demo_is_quoted_as_measured() -> None:
+    metrics = json.loads((KEPT / "demo-synthetic" / "metrics.json").read_text())
+    text = (ROOT / "docs" / "RESULTS.md").read_text()
+    assert f"trained **{metrics['train_minutes_actual']:.2f} min of the 6.5 planned**" in text
+    evaluation = metrics["eval_minutes_actual"], metrics["eval_minutes_planned"]
+    assert f"evaluation {evaluation[0]:.2f} min (planned {evaluation[1]:.2f})" in text
+    tir, itr = metrics["tir_r1_1p100_subcat"], metrics["itr_r1_1p100_subcat"]
+    assert tir >= 0.3 and itr >= 0.3 and f"itc+itm {100 * tir:.1f} / {100 * itr:.1f} %" in text
