@@ -12,6 +12,7 @@ run ends. One run at a time, on a quiet machine: it is a wall-clock measure.
     .venv/bin/python benchmarks/time_to_accuracy.py [--minutes 16] [--eval-every 4] [--target 0.45]
         [--queries 500] [--teachers SOURCES] [--objectives LIST] [--out runs/time-to-accuracy] [--threads 2]
         [--json benchmarks/results/time_to_accuracy.json] [--picture docs/images/time_to_accuracy.png]
+    .venv/bin/python benchmarks/time_to_accuracy.py --redraw RUN.json [RUN.json ...] --picture PNG
 """
 
 from __future__ import annotations
@@ -56,7 +57,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("runs/time-to-accuracy"))
     p.add_argument("--json", type=Path, default=None, help="write the result here")
     p.add_argument("--picture", type=Path, default=None, help="draw R@5 against minutes here (PNG)")
+    p.add_argument(
+        "--redraw", type=Path, nargs="+", default=None, metavar="JSON",
+        help="only draw these kept runs' JSON into --picture, one line each; nothing is trained",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.redraw and not args.picture:
+        p.error("--redraw needs --picture (where to draw)")
     for name in ("minutes", "eval_every", "target", "queries", "negatives", "seconds_per_step"):
         if not getattr(args, name) > 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
@@ -134,23 +141,30 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def draw(record: dict[str, object], path: Path) -> None:
-    points = record["points"]
-    assert isinstance(points, list)
+def draw(records: dict[str, dict[str, object]], path: Path) -> None:
+    """R@5 against minutes, one panel per direction, one line per run (named by its key)."""
     series = {
-        d.upper(): {"R@5": [(0.0, 0.0)] + [(p["minutes"], 100 * p[f"{d}_r5"]) for p in points]}
-        for d in names.DIRECTIONS
+        label: {
+            f"R@5, {d.upper()}": [(0.0, 0.0)] + [(p["minutes"], 100 * p[f"{d}_r5"]) for p in record["points"]]
+            for d in names.DIRECTIONS
+        }
+        for label, record in records.items()
     }
-    target = record["target"]
-    assert isinstance(target, dict)
-    picture = draw_curves(
-        series, {"R@5": 100 * target["r5"]}, panel=(420, 260), quantity="(%)", x_name="minutes"
-    )
-    picture.save(path)
+    target = 100 * next(iter(records.values()))["target"]["r5"]
+    reference = {f"R@5, {d.upper()}": target for d in names.DIRECTIONS}
+    draw_curves(series, reference, panel=(420, 260), quantity="(%)", x_name="minutes").save(path)
+
+
+def draw_kept(paths: list[Path], picture: Path) -> None:
+    """Redraw kept runs' JSON side by side, each named by its file's stem; nothing is trained."""
+    draw({path.stem: json.loads(path.read_text(encoding="utf-8")) for path in paths}, picture)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.redraw:
+        draw_kept(args.redraw, args.picture)
+        return 0
     record = run(args)
     text = json.dumps(record, indent=2, default=str)
     print(text)
@@ -159,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(text + "\n")
     if args.picture:
         args.picture.parent.mkdir(parents=True, exist_ok=True)
-        draw(record, args.picture)
+        draw({"this run": record}, args.picture)
     return 0 if record["minutes_to_target"] is not None else 1
 
 
