@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    # `mvlt evaluate --task tagging` is the tagging package's evaluation: evaluation sits below
+    # tagging and cannot import it, so tagging extends the evaluate command here.
+    importlib.import_module("mvlt.tagging.cli").extend_evaluate(sub.choices["evaluate"])
     return parser
 
 

@@ -29,7 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data", required=True, help="catalogue: a manifest, a folder, a Fashion-Gen .h5 or 'synthetic'"
     )
-    p.add_argument("--task", default="all", help="retrieval, recognition, generation, all, or a comma list")
+    p.add_argument(
+        "--task",
+        default="all",
+        help="retrieval, recognition, generation, all (these three), or a comma list; tagging (alone: "
+        "attribute tags against the catalogue's columns, the options under 'tagging')",
+    )
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--split", default=None, help="split ('all': every row; default test, else validation)")
     p.add_argument("--vocab", type=Path, default=None, help="vocab.txt, when the checkpoint has no tokenizer")

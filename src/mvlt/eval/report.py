@@ -453,9 +453,12 @@ def render_report(run: EvalRun) -> str:
         recognition_section(run, thumb),
         generation_section(run),
     ]
+    return page("MVLT evaluation", header + "\n".join(s for s in sections if s))
+
+
+def page(title: str, body: str) -> str:
+    """A self-contained page with this report's style: ``title`` as its heading, then ``body``."""
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>MVLT evaluation</title>"
-        f"<style>{CSS}</style></head><body><h1>MVLT evaluation</h1>{header}"
-        + "\n".join(s for s in sections if s)
-        + "</body></html>\n"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+        f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>{body}</body></html>\n"
     )

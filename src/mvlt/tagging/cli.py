@@ -8,7 +8,6 @@ point at (checkpoint, folder, manifest, photos) fails with exit 1, naming it.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -22,6 +21,17 @@ from .vocabulary import DEFAULT_TEMPLATE
 log = logging.getLogger("mvlt.tagging")
 
 
+TASK = "tagging"
+"""``mvlt evaluate --task tagging``: this package's evaluation, run alone."""
+EVALUATE_FLAGS = (
+    "checkpoint", "data", "task", "out", "split", "skip_bad_rows", "batch_size", "threads", "precision",
+    "device", "no_progress",
+)  # fmt: skip
+"""The ``mvlt evaluate`` options that apply to ``--task tagging`` (by dest); any other given is exit 2."""
+TAGGING_FLAGS = ("zero_shot", "prompt", "temperature", "top_k")
+"""What :func:`add_vocabulary_flags` adds (by dest): only for ``--task tagging``."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "tag",
@@ -30,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--labels) and with every --zero-shot attribute, from the ITC embeddings (each label is embedded "
         "as a text and the photo's cosine with each, over the ITC temperature, gives its probability). "
         "An attribute with a head is reported from the head. --evaluate scores the tags against the "
-        "catalogue's own columns.",
+        "catalogue's own columns (as mvlt evaluate --task tagging).",
     )
     p.add_argument(
         "--checkpoint", required=True, type=Path, help="checkpoint directory (tag heads and/or ITC heads)"
@@ -45,6 +55,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="with --data: tag this split (default every row; with --evaluate test, else validation)",
     )
+    add_vocabulary_flags(p)
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="tags.jsonl or tags.csv; with --evaluate a folder (metrics.json, report.html, tags.jsonl)",
+    )
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="score the top label against the --data columns of the same names: accuracy and "
+        "macro-F1 per attribute, image only and image + text, beside the majority class, into "
+        "--out/metrics.json and --out/report.html (as mvlt evaluate --task tagging)",
+    )
+    p.add_argument("--limit", type=count_arg, default=None, help="tag only the first N photos")
+    p.add_argument("--batch-size", type=count_arg, default=32, help="photos per forward (default 32)")
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip unreadable photos or rows (counted)")
+    p.add_argument("--device", default="cpu", help="cpu | auto | cuda | cuda:N (default cpu)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=None,
+        help="default fp32 on CPU, auto on CUDA",
+    )
+    p.add_argument("--threads", type=count_arg, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_tag)
+
+
+def add_vocabulary_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--zero-shot``, ``--prompt``, ``--temperature`` and ``--top-k``: ``mvlt tag``'s, and
+    ``mvlt evaluate --task tagging``'s."""
     p.add_argument(
         "--zero-shot",
         dest="zero_shot",
@@ -68,31 +110,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="softmax temperature of the cosines (default: the checkpoint's ITC temperature)",
     )
     p.add_argument("--top-k", type=count_arg, default=3, help="labels kept per attribute (default 3)")
-    p.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        help="tags.jsonl or tags.csv; with --evaluate a folder (metrics.json + tags.jsonl)",
-    )
-    p.add_argument(
-        "--evaluate",
-        action="store_true",
-        help="score the top label against the --data columns of the same names: accuracy and "
-        "macro-F1 per attribute beside the majority class, into --out/metrics.json",
-    )
-    p.add_argument("--limit", type=count_arg, default=None, help="tag only the first N photos")
-    p.add_argument("--batch-size", type=count_arg, default=32, help="photos per forward (default 32)")
-    p.add_argument("--skip-bad-rows", action="store_true", help="skip unreadable photos or rows (counted)")
-    p.add_argument("--device", default="cpu", help="cpu | auto | cuda | cuda:N (default cpu)")
-    p.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default=None,
-        help="default fp32 on CPU, auto on CUDA",
-    )
-    p.add_argument("--threads", type=count_arg, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=run_tag)
+
+
+def extend_evaluate(parser: argparse.ArgumentParser) -> None:
+    """Make ``mvlt evaluate --task tagging`` this package's evaluation (the one ``mvlt tag
+    --evaluate`` runs): add the tagging flags to the evaluate command and take the runs that ask
+    for the task. Evaluation sits below tagging and never imports it, so the extension is made
+    from here, by ``mvlt.cli``."""
+    group = parser.add_argument_group("tagging (--task tagging, run alone)")
+    add_vocabulary_flags(group)
+    evaluate = parser.get_default("run")
+    flags = {a.dest: (a.option_strings[-1], a.default) for a in parser._actions if a.option_strings}
+
+    def run(args: argparse.Namespace) -> int:
+        tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+        own = [f for f in TAGGING_FLAGS if getattr(args, f) != flags[f][1]]
+        if TASK in tasks:
+            return _run_task(args, tasks, flags)
+        if own:
+            named = ", ".join(flags[f][0] for f in own)
+            return fail("evaluate", UsageError(f"{named}: only with --task tagging"))
+        return evaluate(args)
+
+    parser.set_defaults(run=run)
+
+
+def _run_task(args: argparse.Namespace, tasks: list[str], flags: dict[str, tuple[str, Any]]) -> int:
+    """``mvlt evaluate --task tagging``: the flags that apply, checked, then :func:`_evaluate`."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        if tasks != [TASK]:
+            raise UsageError(
+                f"--task {args.task}: tagging runs alone (it writes its own metrics.json and report.html); "
+                "evaluate the other tasks in a second command"
+            )
+        other = [
+            option for dest, (option, default) in flags.items()
+            if dest not in (*EVALUATE_FLAGS, *TAGGING_FLAGS) and getattr(args, dest, default) != default
+        ]  # fmt: skip
+        if other:
+            raise UsageError(f"{', '.join(other)}: does not apply to --task tagging")
+        spec = _evaluation_flags(args.out, args.zero_shot, args.prompt)
+        progress = not args.no_progress and sys.stderr.isatty()
+        return _evaluate(_options(args, spec, progress, args.device, args.precision))
+    except ERRORS as err:
+        return fail("evaluate", err)
+
+
+def _evaluation_flags(out: Path, zero_shot: list[str], prompt: str) -> Any:
+    """An evaluation's ``--out`` (a folder) and ``--zero-shot`` / ``--prompt``; the parsed spec."""
+    from .vocabulary import check_template, parse_specs
+
+    if out.suffix.lower() in (".jsonl", ".ndjson", ".csv") or out.is_file():
+        raise UsageError(f"--out {out}: an evaluation's --out is a folder (metrics.json, report.html, ...)")
+    check_template(prompt)
+    return parse_specs(zero_shot) if zero_shot else None
 
 
 def check_flags(args: argparse.Namespace) -> Any:
@@ -103,15 +177,11 @@ def check_flags(args: argparse.Namespace) -> Any:
     if args.evaluate:
         if args.data is None:
             raise UsageError("--evaluate scores tags against a catalogue's columns: give --data MANIFEST")
-        if args.out.suffix.lower() in (".jsonl", ".ndjson", ".csv") or args.out.is_file():
-            raise UsageError(
-                f"--out {args.out}: with --evaluate, --out is a folder (metrics.json, tags.jsonl)"
-            )
-    else:
-        try:
-            output_format(args.out)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
+        return _evaluation_flags(args.out, args.zero_shot, args.prompt)
+    try:
+        output_format(args.out)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     if args.split is not None and args.data is None:
         raise UsageError("--split selects rows of --data; a folder of --images has no splits")
     check_template(args.prompt)
@@ -131,6 +201,8 @@ def run_tag(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     try:
         spec = check_flags(args)
+        if args.evaluate:
+            return _evaluate(_options(args, spec, progress, args.device, args.precision))
         result = _tag(args, spec, progress)
     except ERRORS as err:
         return fail("tag", err)
@@ -138,40 +210,54 @@ def run_tag(args: argparse.Namespace) -> int:
     report = run.skips.report(result["source"])
     if report:
         print(report, file=sys.stderr)
-    if args.evaluate:
-        print(format_scores(result["metrics"], result["attributes"]))
-        print(f"wrote {args.out / 'metrics.json'} and {args.out / 'tags.jsonl'}")
-    else:
-        named = ", ".join(f"{a} ({s})" for a, s in result["sources"].items())
-        print(f"tagged {len(run.tagged)} photos with {named}: {args.out}")
+    named = ", ".join(f"{a} ({s})" for a, s in result["sources"].items())
+    print(f"tagged {len(run.tagged)} photos with {named}: {args.out}")
+    return 0
+
+
+def _options(args: argparse.Namespace, spec: Any, progress: bool, device: str, precision: str | None) -> Any:
+    """The flags both evaluation commands share, as :class:`~.task.TagEvalOptions`."""
+    from .task import TagEvalOptions
+
+    return TagEvalOptions(
+        checkpoint=args.checkpoint, data=args.data, out=args.out, split=args.split, spec=spec,
+        prompt=args.prompt, temperature=args.temperature, top_k=args.top_k,
+        batch_size=args.batch_size or 32, limit=getattr(args, "limit", None),
+        skip_bad_rows=args.skip_bad_rows, device=device, precision=precision, progress=progress,
+    )  # fmt: skip
+
+
+def _evaluate(options: Any) -> int:
+    """Run one tagging evaluation and print its scores (errors are the caller's to report)."""
+    from .task import evaluate_tagging, format_scores
+
+    result = evaluate_tagging(options)
+    report = result.run.skips.report(result.source)
+    if report:
+        print(report, file=sys.stderr)
+    print(format_scores(result.metrics, result.attributes))
+    out = options.out
+    print(f"wrote {out / 'metrics.json'}, {out / 'report.html'} and {out / 'tags.jsonl'}")
     return 0
 
 
 def _tag(args: argparse.Namespace, spec: Any, progress: bool) -> dict[str, Any]:
     from ..data.columns import catalogue_columns
     from ..runtime import resolve_device, resolve_precision
-    from .run import tag_photos, write_tags
+    from .run import load_model, tag_photos, write_tags
     from .sources import CataloguePhotos, PhotoFolder
-    from .tagger import Tagger, head_labels
+    from .tagger import Tagger
 
     source: Any = PhotoFolder(args.images) if args.images is not None else None
     catalogue = None if source is not None else _open(args)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision or ("fp32" if device.type == "cpu" else "auto"), device)
-    model = _load_model(args.checkpoint, device, zero_shot=spec is not None)
-    heads = head_labels(model)
-    if spec is None and not heads:
-        raise UsageError(
-            f"--checkpoint {args.checkpoint} has no tag heads (mvlt finetune --labels colour,...): "
-            "say what to tag with --zero-shot"
-        )
-    wanted = list(dict.fromkeys([*heads, *(spec.attributes if spec is not None else [])]))
-    columns = None
-    if catalogue is not None and (args.evaluate or (spec is not None and spec.columns)):
-        columns = catalogue_columns(catalogue, wanted if args.evaluate else spec.columns)
+    model, _ = load_model(args.checkpoint, device, zero_shot=spec is not None)
     vocabulary = None
     if spec is not None:
-        column_labels = columns.labels if columns is not None else {}
+        column_labels = {}
+        if catalogue is not None and spec.columns:
+            column_labels = catalogue_columns(catalogue, spec.columns).labels
         vocabulary = {a: spec.labels.get(a) or column_labels[a] for a in spec.attributes}
     tagger = Tagger(
         model, vocabulary, template=args.prompt, temperature=args.temperature, autocast=precision.autocast
@@ -183,117 +269,13 @@ def _tag(args: argparse.Namespace, spec: Any, progress: bool) -> dict[str, Any]:
         batch_size=args.batch_size, limit=args.limit, skip_bad_rows=args.skip_bad_rows,
         progress=progress, device=device,
     )  # fmt: skip
-    result: dict[str, Any] = {
-        "run": run, "source": source.source, "attributes": tagger.attributes, "sources": tagger.sources,
-    }  # fmt: skip
-    if not args.evaluate:
-        write_tags(args.out, run.tagged, tagger.attributes)
-        return result
-    assert columns is not None
-    result["metrics"] = _write_evaluation(args, run, columns.values, tagger, catalogue, precision.name)
-    return result
-
-
-def _write_evaluation(
-    args: argparse.Namespace, run: Any, values: dict[str, list[str]], tagger: Any, catalogue: Any,
-    precision: str,
-) -> dict[str, Any]:  # fmt: skip
-    """Score every source's top label of every tagged row against the column's ``values``; write
-    ``metrics.json`` (with the protocol) and ``tags.jsonl`` into ``--out``."""
-    from ..fileio import atomic_write_text
-    from .evaluate import score_tags
-    from .run import write_tags
-
-    attributes = tagger.attributes
-    rows = [int(t.photo.row or 0) for t in run.tagged]  # every photo of a catalogue has its row
-    predicted: dict[str, dict[str, list[str]]] = {}
-    labels: dict[str, list[str]] = {}
-    for a in attributes:
-        offered = [s for s, vocabulary in tagger.vocabularies.items() if a in vocabulary]
-        predicted[a] = {s: [t.by_source[s][a][0].label for t in run.tagged] for s in offered}
-        labels[a] = list(dict.fromkeys(label for s in offered for label in tagger.vocabularies[s][a]))
-    truth = {a: [values[a][r] for r in rows] for a in attributes}
-    metrics, details = score_tags(predicted, truth, labels)
-    zero_shot = tagger.zero_shot
-    protocol: dict[str, Any] = {
-        "task": "tagging from the image alone: fine-tuned tag heads on the image-only pass, zero-shot "
-        "from the ITC embeddings (neither reads the description)",
-        "checkpoint": str(args.checkpoint),
-        "catalogue": str(catalogue.source),
-        "split": getattr(catalogue, "split", None) or "(all rows)",
-        "photos": len(run.tagged),
-        "skipped": dict(run.skips.counts),
-        "sources": {a: [s for s, v in tagger.vocabularies.items() if a in v] for a in attributes},
-        "prompt": args.prompt if zero_shot is not None else None,
-        "temperature": zero_shot.temperature if zero_shot is not None else None,
-        "image_size": int(tagger.model.config.image_size),
-        "precision": precision,
-        "labels": "fine-tuned: the head's labels (the training split's values); zero-shot: given with "
-        "--zero-shot, else the column's distinct values over the whole manifest",
-        "matching": "case-folded, spaces collapsed; empty values and values no source offers: counted, "
-        "not scored",
-        "majority": "always the most common value of the scored rows",
-        "attributes": details,
-    }
-    if hasattr(catalogue, "skips"):  # what the catalogue left out, as mvlt evaluate records it
-        from ..data.audit import audit
-
-        protocol["data"] = audit(catalogue)
-    write_tags(args.out / "tags.jsonl", run.tagged, attributes)
-    text = json.dumps({**metrics, "protocol": protocol}, indent=2, ensure_ascii=False) + "\n"
-    atomic_write_text(args.out / "metrics.json", text)
-    return metrics
+    write_tags(args.out, run.tagged, tagger.attributes)
+    return {"run": run, "source": source.source, "sources": tagger.sources}
 
 
 def _open(args: argparse.Namespace) -> Any:
     from ..data.sources import open_catalogue
-    from ..eval.cli import open_split
 
-    if args.evaluate:
-        return open_split(args.data, args.split, skip_bad_rows=args.skip_bad_rows)
     if args.data.strip().lower() != "synthetic" and not Path(args.data).exists():
         raise FileNotFoundError(f"--data {args.data}: no such file or directory")
     return open_catalogue(args.data, split=args.split, skip_bad_rows=args.skip_bad_rows)
-
-
-def _load_model(checkpoint: Path, device: torch.device, zero_shot: bool) -> Any:
-    from ..model import MVLT
-    from .zeroshot import require_itc
-
-    if not checkpoint.is_dir():
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: not a checkpoint directory")
-    model = MVLT.from_pretrained(checkpoint).eval().to(device)
-    try:
-        if zero_shot:
-            require_itc(model)
-    except ValueError as err:
-        raise ValueError(f"checkpoint {checkpoint}: {err}") from None
-    return model
-
-
-def format_scores(metrics: dict[str, Any], attributes: list[str]) -> str:
-    """One line per attribute: each source's accuracy and macro-F1 beside the majority class's."""
-    from .evaluate import metric_name, source_stat
-    from .tagger import SOURCES
-
-    lines = []
-    for a in attributes:
-        stats = ("acc_majority", "macro_f1_majority", "items", "labels", "unlabelled_items", "unknown_items")
-        m = {stat: metrics.get(metric_name(a, stat)) for stat in stats}
-        if m["acc_majority"] is None:
-            lines.append(
-                f"{a}: no scored rows ({m['unlabelled_items']} empty, {m['unknown_items']} not offered)"
-            )
-            continue
-        scores = [
-            f"{s} accuracy {100 * metrics[metric_name(a, 'acc_' + source_stat(s))]:.1f} %, macro-F1 "
-            f"{metrics[metric_name(a, 'macro_f1_' + source_stat(s))]:.3f}"
-            for s in SOURCES
-            if metric_name(a, "acc_" + source_stat(s)) in metrics
-        ]
-        lines.append(
-            f"{a}: {'; '.join(scores)} (majority {100 * m['acc_majority']:.1f} %, "
-            f"{m['macro_f1_majority']:.3f}); {m['labels']} labels, {m['items']} rows scored, "
-            f"{m['unlabelled_items']} empty and {m['unknown_items']} not offered left out"
-        )
-    return "\n".join(lines)

@@ -1,11 +1,12 @@
-"""How well tags (fine-tuned heads, zero-shot) match a catalogue's own values: accuracy and macro-F1
-per attribute and source, beside the majority class (always predicting the split's most common
-value), which is what a tagger has to beat before it tells anyone anything.
+"""How well tags (fine-tuned heads, zero-shot; from the image alone or image + text) match a
+catalogue's own values: accuracy and macro-F1 per attribute and scorer, beside the majority class
+(always predicting the split's most common value), which is what a tagger has to beat before it
+tells anyone anything.
 
 Labels match after case-folding and collapsing spaces (``"Dark Blue"`` is ``"dark blue"``). A
 row whose value is empty, or is not among the labels offered (only possible with labels given by
 hand, or a value the heads never saw in training), cannot be scored: it is left out of every score
-and counted, as recognition does. Every source is scored on the same rows.
+and counted, as recognition does. Every scorer is scored on the same rows.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..eval.recognition import classification_report
+from .tagger import IMAGE
 
 CONFUSED_PAIRS = 5
-"""Worst-confused (true, predicted) label pairs kept per attribute and source in the protocol."""
+"""Worst-confused (true, predicted) label pairs kept per attribute and scorer in the protocol."""
 SMALL_ATTRIBUTE = 10
 """Attributes with at most this many labels also keep their whole confusion matrix."""
 
@@ -33,9 +35,18 @@ def _key(label: str) -> str:
     return " ".join(label.split()).casefold()
 
 
-def source_stat(source: str) -> str:
-    """``fine-tuned`` -> ``finetuned``, ``zero-shot`` -> ``zeroshot``: the suffix of its metrics."""
-    return re.sub(r"[^0-9a-z]+", "", source.casefold())
+def scorer_name(source: str, mode: str = IMAGE) -> str:
+    """A source read one way, as the protocol names it: ``fine-tuned`` (from the image alone, the
+    default everywhere) or ``fine-tuned, image+text``."""
+    return source if mode == IMAGE else f"{source}, {mode}"
+
+
+def source_stat(scorer: str) -> str:
+    """The suffix of a scorer's metrics: ``fine-tuned`` -> ``finetuned``, ``zero-shot`` ->
+    ``zeroshot``, ``zero-shot, image+text`` -> ``zeroshot_image_text``."""
+    source, _, mode = scorer.partition(", ")
+    stat = re.sub(r"[^0-9a-z]+", "", source.casefold())
+    return f"{stat}_{re.sub(r'[^0-9a-z]+', '_', mode.casefold()).strip('_')}" if mode else stat
 
 
 def score_attribute(
@@ -44,11 +55,16 @@ def score_attribute(
     truth: Sequence[str],
     labels: Sequence[str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The metrics of one attribute (``predicted``: per source, the top label of every row;
-    ``labels``: every label offered) and its details (majority label, values not offered)."""
-    for source, top1 in predicted.items():
+    """The metrics of one attribute (``predicted``: per scorer (:func:`scorer_name`), the top
+    label of every row; ``labels``: every label offered) and its details (majority label, values
+    not offered, the worst-confused pairs and, for a small attribute, the confusion matrices)."""
+    for scorer, top1 in predicted.items():
         if len(top1) != len(truth):
-            raise ValueError(f"{attribute} ({source}): {len(top1)} predictions for {len(truth)} rows")
+            raise ValueError(f"{attribute} ({scorer}): {len(top1)} predictions for {len(truth)} rows")
+    unique: dict[str, str] = {}
+    for label in labels:  # one label per spelling: a head's "Black" is a vocabulary's "black"
+        unique.setdefault(_key(label), label)
+    labels = list(unique.values())
     index = {_key(label): i for i, label in enumerate(labels)}
     scored, unknown = [], Counter()
     unlabelled = 0
@@ -74,16 +90,16 @@ def score_attribute(
     if not y_true:
         return metrics, details
     details["confused"], confusion = {}, {}
-    for source, top1 in predicted.items():
+    for scorer, top1 in predicted.items():
         y_pred = [index[_key(top1[r])] for r in scored]
         report = classification_report(y_true, y_pred)
-        metrics[name(f"acc_{source_stat(source)}")] = report.accuracy
-        metrics[name(f"macro_f1_{source_stat(source)}")] = report.macro_f1
+        metrics[name(f"acc_{source_stat(scorer)}")] = report.accuracy
+        metrics[name(f"macro_f1_{source_stat(scorer)}")] = report.macro_f1
         pairs = Counter((t, p) for t, p in zip(y_true, y_pred) if t != p).most_common(CONFUSED_PAIRS)
-        details["confused"][source] = [[labels[t], labels[p], n] for (t, p), n in pairs]
+        details["confused"][scorer] = [[labels[t], labels[p], n] for (t, p), n in pairs]
         if len(labels) <= SMALL_ATTRIBUTE:  # rows: true label, columns: predicted, in ``labels`` order
             counts = Counter(zip(y_true, y_pred))
-            confusion[source] = [[counts[t, p] for p in range(len(labels))] for t in range(len(labels))]
+            confusion[scorer] = [[counts[t, p] for p in range(len(labels))] for t in range(len(labels))]
     if confusion:
         details["confusion"] = {"labels": list(labels), **confusion}
     majority = Counter(y_true).most_common(1)[0][0]
@@ -98,7 +114,7 @@ def score_tags(
     truth: Mapping[str, Sequence[str]],
     labels: Mapping[str, Sequence[str]],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """:func:`score_attribute` for every attribute of ``predicted`` (per source, its top-1 label
+    """:func:`score_attribute` for every attribute of ``predicted`` (per scorer, its top-1 label
     per row)."""
     metrics: dict[str, Any] = {}
     details: dict[str, Any] = {}

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +20,12 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..data.batches import encode_texts
 from ..data.errors import DataError, SkipLog, handle_bad_row
 from ..data.images import prepare_image
 from ..fileio import atomic_write_text
 from .sources import Photo
-from .tagger import Tagger, merge
+from .tagger import IMAGE, IMAGE_TEXT, Tagger, merge
 from .zeroshot import ImageTags
 
 OUTPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -41,23 +42,29 @@ class PhotoSource(Protocol):
 class TaggedPhoto:
     """A photo and its tags: one line of ``tags.jsonl``, one row of ``tags.csv``. ``by_source``
     holds every source's tags (:meth:`Tagger.tag_by_source`), ``sources`` which one each
-    attribute is reported from."""
+    attribute is reported from; ``with_text``, when the photo's text was read too, every
+    source's image + text tags."""
 
     photo: Photo
     by_source: dict[str, ImageTags]
     sources: dict[str, str]
+    with_text: dict[str, ImageTags] | None = None
 
     @property
     def tags(self) -> ImageTags:
         return merge(self.by_source, self.sources)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "image": self.photo.name,
             "product_id": self.photo.product_id,
             "tags": {a: [t.to_dict() for t in tags] for a, tags in self.tags.items()},
             "sources": dict(self.sources),
         }
+        if self.with_text is not None:
+            merged = merge(self.with_text, self.sources)
+            out["tags_image_text"] = {a: [t.to_dict() for t in tags] for a, tags in merged.items()}
+        return out
 
 
 @dataclass
@@ -79,8 +86,11 @@ def tag_photos(
     skip_bad_rows: bool = False,
     progress: bool = False,
     device: torch.device | str = "cpu",
+    texts: Callable[[Photo], str] | None = None,
 ) -> TagRun:
-    """Tag the first ``limit`` photos of ``source`` (all when None), ``batch_size`` at a time."""
+    """Tag the first ``limit`` photos of ``source`` (all when None), ``batch_size`` at a time;
+    with ``texts`` (a photo's text, e.g. its catalogue description) from the photo and its text
+    as well (:attr:`TaggedPhoto.with_text`), in the same image pass."""
     photos = source.photos[:limit] if limit is not None else source.photos
     run = TagRun()
 
@@ -102,8 +112,14 @@ def tag_photos(
                 chunk.append(photo)
                 pixels.append(image)
             if chunk:
-                tags = tagger.tag_by_source(torch.stack(pixels).to(device), top_k)
-                run.tagged.extend(TaggedPhoto(p, t, tagger.sources) for p, t in zip(chunk, tags))
+                tokens = None
+                if texts is not None:
+                    batch_texts = encode_texts(tagger.model.tokenizer, [texts(p) for p in chunk])
+                    tokens = (batch_texts["input_ids"].to(device), batch_texts["attention_mask"].to(device))
+                tags = tagger.tag_modes(torch.stack(pixels).to(device), tokens, top_k)
+                run.tagged.extend(
+                    TaggedPhoto(p, t[IMAGE], tagger.sources, t.get(IMAGE_TEXT)) for p, t in zip(chunk, tags)
+                )
             bar.update(len(batch))
     bar.close()
     return run
@@ -140,3 +156,28 @@ def write_tags(path: Path, tagged: Sequence[TaggedPhoto], attributes: Sequence[s
             row.append(t.sources[a])
         writer.writerow(row)
     return atomic_write_text(path, buffer.getvalue())
+
+
+def load_model(checkpoint: Path, device: torch.device, zero_shot: bool) -> tuple[Any, dict[str, list[str]]]:
+    """The checkpoint's model on ``device`` and its tag heads' labels; refuses a checkpoint with
+    nothing to tag (no heads and no zero-shot vocabulary: exit 2) or zero-shot without ITC heads."""
+    from ..exits import UsageError
+    from ..model import MVLT
+    from .tagger import head_labels
+    from .zeroshot import require_itc
+
+    if not checkpoint.is_dir():
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: not a checkpoint directory")
+    model = MVLT.from_pretrained(checkpoint).eval().to(device)
+    try:
+        if zero_shot:
+            require_itc(model)
+        heads = head_labels(model)
+    except ValueError as err:
+        raise ValueError(f"checkpoint {checkpoint}: {err}") from None
+    if not zero_shot and not heads:
+        raise UsageError(
+            f"--checkpoint {checkpoint} has no tag heads (mvlt finetune --labels colour,...): "
+            "say what to tag with --zero-shot"
+        )
+    return model, heads

@@ -4,6 +4,10 @@ Both read the same image-only pass (``model.image_features``), so a photo costs 
 whatever it is tagged with, and a photo without a description is tagged like any other. An
 attribute that has a head and a zero-shot vocabulary is tagged by the head (trained on the
 catalogue's own values); :meth:`Tagger.tag_by_source` keeps both, for evaluation.
+
+Image + text (evaluation only: a new photo has no description) multiplies each source's image
+evidence by the description's: the description's ITC embedding against each label's, zero-shot
+(:meth:`Tagger.log_probabilities`). The text evidence needs ITC heads and a tokenizer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ from .zeroshot import ImageTags, ZeroShotTagger, top_tags
 
 FINE_TUNED, ZERO_SHOT = "fine-tuned", "zero-shot"
 SOURCES = (FINE_TUNED, ZERO_SHOT)
+IMAGE, IMAGE_TEXT = "image", "image+text"
+MODES = (IMAGE, IMAGE_TEXT)
+"""What a tag is read from: the photo alone (the default everywhere), or the photo and its text."""
+
+LogProbabilities = dict[str, dict[str, torch.Tensor]]
+"""Per source, per attribute, ``B x labels`` log-probabilities."""
 
 
 def head_labels(model: Any) -> dict[str, list[str]]:
@@ -45,8 +55,9 @@ class Tagger:
         temperature: float | None = None,
         autocast: Callable[[], Any] | None = None,
     ) -> None:
-        self.model = model
+        self.model, self.template, self.temperature = model, template, temperature
         self.autocast = autocast or contextlib.nullcontext
+        self._text_evidence: dict[str, ZeroShotTagger] = {}
         self.heads = head_labels(model) if heads else {}
         self.zero_shot = (
             ZeroShotTagger(model, vocabulary, template=template, temperature=temperature, autocast=autocast)
@@ -68,24 +79,85 @@ class Tagger:
     def attributes(self) -> list[str]:
         return list(self.sources)
 
-    def probabilities(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
-        """Per source, per attribute, ``B x labels`` probabilities of ``images`` (``B x 3 x S x S``)."""
+    @property
+    def reads_text(self) -> bool:
+        """Whether :meth:`log_probabilities` can take texts: the text evidence is zero-shot, so it
+        needs the ITC heads and a tokenizer."""
+        model = self.model
+        return getattr(model, "itc_head", None) is not None and getattr(model, "tokenizer", None) is not None
+
+    def log_probabilities(
+        self, images: torch.Tensor, texts: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> dict[str, LogProbabilities]:
+        """Per mode (:data:`IMAGE`, and :data:`IMAGE_TEXT` when ``texts``, the rows' tokenized
+        ``(input_ids, attention_mask)``, are given), per source, per attribute, ``B x labels``
+        log-probabilities of ``images`` (``B x 3 x S x S``), from one image pass.
+
+        Image + text is a product of experts: the source's image evidence times the text's
+        (zero-shot from the text's ITC embedding, over the same labels), renormalised. For the
+        zero-shot source it is zero-shot on the sum of the photo's and the text's embeddings.
+        """
         with torch.inference_mode(), self.autocast():
             pooled = self.model.image_features(images)
-            out: dict[str, dict[str, torch.Tensor]] = {}
+            image: LogProbabilities = {}
             if self.heads:
                 logits = self.model.tag_logits_from(pooled)
-                out[FINE_TUNED] = {c: logits[c].softmax(-1) for c in self.heads}
+                image[FINE_TUNED] = {c: logits[c].log_softmax(-1) for c in self.heads}
             if self.zero_shot is not None:
-                out[ZERO_SHOT] = self.zero_shot.probabilities_from(pooled)
+                logits = self.zero_shot.logits_from(pooled)
+                image[ZERO_SHOT] = {a: v.log_softmax(-1) for a, v in logits.items()}
+        out = {IMAGE: image}
+        if texts is not None:
+            out[IMAGE_TEXT] = {}
+            for source, evidence in image.items():
+                text = self.text_evidence(source).text_logits(*texts)
+                out[IMAGE_TEXT][source] = {
+                    a: (v + text[a].log_softmax(-1)).log_softmax(-1) for a, v in evidence.items()
+                }
         return out
+
+    def text_evidence(self, source: str) -> ZeroShotTagger:
+        """The labels of ``source``'s vocabulary embedded as texts (once), to score texts with."""
+        if source not in self._text_evidence:
+            if not self.reads_text:
+                raise ValueError(
+                    "image + text tags need the checkpoint's ITC heads and tokenizer (the text's "
+                    "evidence is zero-shot); this checkpoint has no ITC heads or no tokenizer"
+                )
+            if source == ZERO_SHOT and self.zero_shot is not None:
+                self._text_evidence[source] = self.zero_shot
+            else:
+                self._text_evidence[source] = ZeroShotTagger(
+                    self.model, self.vocabularies[source], template=self.template,
+                    temperature=self.temperature, autocast=self.autocast,
+                )  # fmt: skip
+        return self._text_evidence[source]
+
+    def probabilities(self, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """Per source, per attribute, ``B x labels`` probabilities of ``images`` (``B x 3 x S x S``)."""
+        image = self.log_probabilities(images)[IMAGE]
+        return {s: {a: v.exp() for a, v in by_attribute.items()} for s, by_attribute in image.items()}
+
+    def tag_modes(
+        self, images: torch.Tensor, texts: tuple[torch.Tensor, torch.Tensor] | None = None, top_k: int = 3
+    ) -> list[dict[str, dict[str, ImageTags]]]:
+        """Per image, per mode, per source, per attribute, the ``top_k`` labels with their
+        probabilities (:meth:`log_probabilities`' modes)."""
+        modes = {
+            mode: {
+                s: top_tags({a: v.exp() for a, v in p.items()}, self.vocabularies[s], top_k)
+                for s, p in by_source.items()
+            }
+            for mode, by_source in self.log_probabilities(images, texts).items()
+        }
+        return [
+            {mode: {s: tags[i] for s, tags in by_source.items()} for mode, by_source in modes.items()}
+            for i in range(images.shape[0])
+        ]
 
     def tag_by_source(self, images: torch.Tensor, top_k: int = 3) -> list[dict[str, ImageTags]]:
         """Per image, per source, per attribute, the ``top_k`` labels with their probabilities."""
-        by_source = {
-            s: top_tags(p, self.vocabularies[s], top_k) for s, p in self.probabilities(images).items()
-        }
-        return [{s: tags[i] for s, tags in by_source.items()} for i in range(images.shape[0])]
+        return [modes[IMAGE] for modes in self.tag_modes(images, top_k=top_k)]
 
     def tag(self, images: torch.Tensor, top_k: int = 3) -> list[ImageTags]:
         """Per image, per attribute (from its source in :attr:`sources`), the ``top_k`` labels."""

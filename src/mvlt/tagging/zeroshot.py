@@ -93,9 +93,26 @@ class ZeroShotTagger:
     def probabilities_from(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         """:meth:`probabilities` from ``model.image_features``' pooled features (shared with the
         tag heads, so a photo costs one image pass whatever tags it)."""
+        return {a: logits.softmax(-1) for a, logits in self.logits_from(pooled).items()}
+
+    def logits_from(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per attribute, ``B x labels`` cosines over the temperature of the photos' embeddings."""
         with torch.inference_mode(), torch.autocast(device_type=pooled.device.type, enabled=False):
-            photos = self.model.itc_head.embed_image(pooled.float())
-        return {a: (photos @ e.T / self.temperature).softmax(-1) for a, e in self.label_embeddings.items()}
+            return self.logits_of(self.model.itc_head.embed_image(pooled.float()))
+
+    def text_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per attribute, ``B x labels`` cosines over the temperature of texts (a product's
+        description) with each label: the text's evidence, from one text-only pass."""
+        with torch.inference_mode(), self.autocast():
+            texts = self.model.encode_texts(input_ids, attention_mask)
+        return self.logits_of(texts)
+
+    def logits_of(self, embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per attribute, ``B x labels`` cosines of unit-length ITC ``embeddings`` with each label's,
+        over the temperature."""
+        with torch.inference_mode():
+            unit = embeddings.float()
+            return {a: unit @ e.T / self.temperature for a, e in self.label_embeddings.items()}
 
     def tag(self, images: torch.Tensor, top_k: int = 3) -> list[ImageTags]:
         """Per image, per attribute, the ``top_k`` labels with their probabilities."""
