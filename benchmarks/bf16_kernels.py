@@ -36,7 +36,7 @@ import mvlt
 from common import machine, write_json
 from mvlt.model.config import PAPER_DESIGN
 from mvlt.model.layers import attention, patch_tokens
-from mvlt.runtime import MALLOC_TUNING, wants_malloc_tuning
+from mvlt.runtime import malloc_tuning
 from mvlt.train.optim import build_optimizer
 
 B = 8
@@ -158,8 +158,9 @@ def optimizer_step(reps: int) -> dict[str, float]:
 
 
 def main() -> None:
-    if wants_malloc_tuning():  # the allocator settings of the ``mvlt`` command (large tensors reused)
-        os.environ.update(MALLOC_TUNING)
+    tuning = malloc_tuning()
+    if tuning:  # the allocator settings of the ``mvlt`` command (large tensors reused)
+        os.environ.update(tuning)
         os.execv(sys.executable, [sys.executable, __file__, *sys.argv[1:]])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)

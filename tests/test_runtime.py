@@ -110,14 +110,19 @@ def test_device_choice() -> None:
         resolve_device("toaster")
 
 
-def test_malloc_tuning_is_opt_out_and_applied_once() -> None:
-    from mvlt.runtime import MALLOC_TUNING, wants_malloc_tuning
-
-    assert not wants_malloc_tuning({"MVLT_MALLOC_TUNING": "0"})
-    assert not wants_malloc_tuning(dict(MALLOC_TUNING))  # already tuned: no second restart
+def test_malloc_tuning_is_opt_out_applied_once_and_keeps_the_users_values() -> None:
     import platform
 
-    assert wants_malloc_tuning({}) == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+    from mvlt.runtime import MALLOC_TUNING, malloc_tuning
+
+    assert malloc_tuning({"MVLT_MALLOC_TUNING": "0"}) == {}
+    assert malloc_tuning(dict(MALLOC_TUNING)) == {}  # already tuned: no second restart
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert malloc_tuning({}) == MALLOC_TUNING
+        added = malloc_tuning({"MALLOC_ARENA_MAX": "8"})
+        assert "MALLOC_ARENA_MAX" not in added and set(added) == set(MALLOC_TUNING) - {"MALLOC_ARENA_MAX"}
+    else:
+        assert malloc_tuning({}) == {}
 
 
 def test_faster_precision_needs_bf16_to_earn_its_rounding() -> None:

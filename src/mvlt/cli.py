@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from .runtime import MALLOC_TUNING, wants_malloc_tuning
+from .runtime import malloc_tuning
 
 # (module, what it adds); each module exposes ``register(subparsers)``.
 COMMAND_MODULES = (
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 def entry() -> None:
     """The ``mvlt`` program: tune glibc's allocator for large tensors (by restarting this process
     once with ``MALLOC_*`` set; ``MVLT_MALLOC_TUNING=0`` opts out), then run :func:`main`."""
-    if wants_malloc_tuning():
-        os.environ.update(MALLOC_TUNING)
+    tuning = malloc_tuning()
+    if tuning:
+        os.environ.update(tuning)
         os.execv(sys.executable, [sys.executable, "-m", "mvlt.cli", *sys.argv[1:]])
     sys.exit(main())
 

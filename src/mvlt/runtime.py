@@ -30,21 +30,32 @@ import torch
 
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
-MALLOC_TUNING = {"MALLOC_MMAP_THRESHOLD_": str(4 << 30), "MALLOC_TRIM_THRESHOLD_": str(64 << 30)}
+MALLOC_TUNING = {
+    "MALLOC_MMAP_THRESHOLD_": str(4 << 30),
+    "MALLOC_TRIM_THRESHOLD_": str(64 << 30),
+    "MALLOC_ARENA_MAX": "2",
+}
 """glibc allocator settings for CPU runs: serve large tensors from the heap and keep freed memory
 instead of returning it to the OS, so the next step reuses it without page faults. Measured on the
 2-core AVX2 machine (``benchmarks/README.md``): retrieval scoring ~1.5x faster, a ``mvlt_tiny``
-training step ~1.25x, system time down ~7x; peak RSS a little higher."""
+training step ~1.25x, system time down ~7x; peak RSS a little higher. At most two heap arenas:
+with the default (8 per core) every server thread that decodes an upload or runs a request gets
+its own arena, and since freed memory is kept, each arena keeps its peak: ``mvlt serve`` under 32
+clients grew from 724 to 809 MiB in a minute after warm-up; with two, 532 to 535 MiB, and answered
+more requests (``benchmarks/README.md``, Serving under load). A value the user set is kept."""
 
 
-def wants_malloc_tuning(environ: dict[str, str] | None = None) -> bool:
-    """True on glibc Linux unless tuned already or switched off with ``MVLT_MALLOC_TUNING=0``."""
+def malloc_tuning(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The ``MALLOC_*`` settings to add to the environment (those the user has not set), or none
+    off glibc Linux or with ``MVLT_MALLOC_TUNING=0``; the ``mvlt`` program restarts once with them."""
     import platform
 
     env = os.environ if environ is None else environ
-    if env.get("MVLT_MALLOC_TUNING", "1") == "0" or any(k in env for k in MALLOC_TUNING):
-        return False
-    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    if env.get("MVLT_MALLOC_TUNING", "1") == "0":
+        return {}
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return {}
+    return {key: value for key, value in MALLOC_TUNING.items() if key not in env}
 
 
 @dataclass(frozen=True)
