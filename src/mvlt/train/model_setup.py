@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
+
 from ..data.catalogue import Catalogue
 from ..data.columns import catalogue_columns
 from ..data.labels import LabelMaps
 from ..data.tokenizer import Tokenizer
+from ..model.importers import resize_pos_embed
 from ..model.io import load_state_checked
 from ..model.mvlt import MVLT
 from ..model.registry import get_config
@@ -22,7 +25,7 @@ from .data import open_training_catalogue, resolve_tokenizer
 from .distributed import Runtime, broadcast_object
 
 HEADS = {"itc": "itc_head", "mir": "decoder", "itm": "itm_head", "mlm": "mlm_head",
-         "category": "category_head", "subcategory": "subcategory_head", "tags": "tag_heads"}  # fmt: skip
+         "category": "category_head", "subcategory": "subcategory_head", "tags": "tag_heads", "tags_text": "text_tag_heads"}  # fmt: skip
 """The module each objective trains on top of the encoder; frozen when its objective is off."""
 ENCODER = ("text_embed", "stages")
 
@@ -94,9 +97,10 @@ def model_from_init(init: MVLT, config: TrainConfig, heads: dict[str, Any], labe
     """A model shaped like ``init`` with recognition and tag heads for ``label_maps``: encoder and
     the other heads keep ``init``'s weights; a recognition head is fresh unless ``init`` had
     heads for exactly these label maps, a tag head unless ``init`` had one for the same labels."""
-    model = MVLT(init.config.replace(**{**config.model_overrides, **heads}))  # fresh (seeded) heads
+    size = {"image_size": config.image_size} if config.image_size else {}
+    model = MVLT(init.config.replace(**{**config.model_overrides, **size, **heads}))  # fresh heads
     same_labels = init.label_maps is not None and init.label_maps == label_maps
-    state = init.state_dict()
+    state = resized_positions(init.state_dict(), model)
     fresh = model.state_dict()
     for head, size_field in (
         ("category_head", "num_categories"),
@@ -110,12 +114,26 @@ def model_from_init(init: MVLT, config: TrainConfig, heads: dict[str, Any], labe
         c for c in heads["tag_classes"]
         if old is not None and c in old.tag_columns and old.tag_names(c) == label_maps.tag_names(c)
     }  # fmt: skip
-    state = {k: v for k, v in state.items() if not k.startswith("tag_heads.") or k.split(".")[1] in kept}
-    state.update(
-        {k: v for k, v in fresh.items() if k.startswith("tag_heads.") and k.split(".")[1] not in kept}
-    )
+    for prefix in ("tag_heads.", "text_tag_heads."):  # ``init`` may predate its text heads
+        had = {k.split(".")[1] for k in state if k.startswith(prefix)}
+        state = {k: v for k, v in state.items() if not k.startswith(prefix) or k.split(".")[1] in kept}
+        state.update(
+            {k: v for k, v in fresh.items() if k.startswith(prefix) and k.split(".")[1] not in kept & had}
+        )
     load_state_checked(model, state, f"--init {config.init}")
     return model
+
+
+def resized_positions(state: dict[str, torch.Tensor], model: MVLT) -> dict[str, torch.Tensor]:
+    """``state`` with each stage's image position grid resized to ``model``'s, so that fine-tuning
+    at another ``--image-size`` saves a model that says the size it was trained at (evaluation,
+    tagging and indexing prepare images at ``model.config.image_size``)."""
+    state = dict(state)
+    for k, stage in enumerate(model.stages):
+        key = f"stages.{k}.pos_embed"
+        if key in state and state[key].shape != stage.pos_embed.shape:
+            state[key] = resize_pos_embed(state[key], stage.pos_grid, stage.pos_extra_slots)[0]
+    return state
 
 
 def check_vocab(vocab_size: int | None, tokenizer: Tokenizer, what: str) -> None:
