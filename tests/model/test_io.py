@@ -61,3 +61,27 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     tmp_path.joinpath(CONFIG_NAME).write_text(json.dumps({"architecture": "mvlt", "config": {"depth": 3}}))
     with pytest.raises(ValueError, match=r"unknown MVLTConfig fields \['depth'\]"):
         mvlt.MVLT.from_pretrained(tmp_path)
+
+
+def test_a_checkpoint_from_before_text_tag_heads_loads_without_them(tmp_path: Path) -> None:
+    """Tag heads but no text tag heads (fine-tuned before they existed): it loads with none, never
+    with random ones; a checkpoint missing only some of their tensors is still a mismatch."""
+    torch.manual_seed(0)
+    model = mvlt.create_model("mvlt_nano", image_size=64, tag_classes={"colour": 3, "pattern": 2})
+    assert list(model.text_tag_heads) == ["colour", "pattern"]
+    model.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / WEIGHTS_NAME))
+    old = {k: v for k, v in state.items() if not k.startswith("text_tag_heads.")}
+    assert len(old) < len(state)
+    save_file(old, str(tmp_path / WEIGHTS_NAME))
+    loaded = mvlt.MVLT.from_pretrained(tmp_path)
+    assert len(loaded.text_tag_heads) == 0 and list(loaded.tag_heads) == ["colour", "pattern"]
+    assert loaded.state_dict().keys() == old.keys()
+    images = torch.rand(2, 3, 64, 64)
+    assert torch.equal(loaded.eval().tag_logits(images)["colour"], model.eval().tag_logits(images)["colour"])
+    with pytest.raises(ValueError, match="no text tag heads"):
+        loaded.text_tag_logits(torch.ones(2, 4, dtype=torch.long))
+    partial = {k: v for k, v in state.items() if k != "text_tag_heads.colour.fc.bias"}
+    save_file(partial, str(tmp_path / WEIGHTS_NAME))
+    with pytest.raises(mvlt.CheckpointError, match=r"1 missing: text_tag_heads\.colour\.fc\.bias"):
+        mvlt.MVLT.from_pretrained(tmp_path)

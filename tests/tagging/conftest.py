@@ -78,3 +78,13 @@ def write_headed_checkpoint(folder: Path, manifest: Path) -> Path:
 @pytest.fixture(scope="session")
 def headed_checkpoint(tmp_path_factory: pytest.TempPathFactory, shop: Path) -> Path:
     return write_headed_checkpoint(tmp_path_factory.mktemp("tagging") / "headed", shop)
+
+
+def strip_text_heads(checkpoint: Path) -> Path:
+    """``checkpoint`` as fine-tuned before text tag heads existed: its weights without them."""
+    from safetensors.torch import load_file, save_file
+
+    weights = checkpoint / "model.safetensors"
+    state = load_file(str(weights))
+    save_file({k: v for k, v in state.items() if not k.startswith("text_tag_heads.")}, str(weights))
+    return checkpoint

@@ -13,8 +13,9 @@ import torch
 
 import mvlt
 from mvlt.cli import main
+from mvlt.data.batches import encode_texts
 
-from .conftest import write_headed_checkpoint, write_tagged_catalogue
+from .conftest import strip_text_heads, write_headed_checkpoint, write_tagged_catalogue
 
 QUIET = ["--no-progress", "--threads", "2"]
 TWELVE_COLOURS = "colour=black,blue,brown,green,navy,orange,pink,purple,teal,yellow,white,red"
@@ -72,11 +73,9 @@ def test_mvlt_tag_evaluate_is_the_same_evaluation(
     assert (b / "report.html").is_file()
 
 
-def test_image_and_text_reads_the_answer_the_photo_lacks(tmp_path: Path) -> None:
-    """A photo that tells nothing (the heads and the ITC image projection zeroed: flat evidence) and
-    a description that is its colour: image only is one label for every row, image + text is right
-    on every row, for both sources."""
-    manifest = write_tagged_catalogue(tmp_path / "shop")
+def colour_told_catalogue(folder: Path) -> Path:
+    """The tagging catalogue with each description replaced by its colour ("a garment" if none)."""
+    manifest = write_tagged_catalogue(folder)
     with manifest.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
@@ -85,22 +84,75 @@ def test_image_and_text_reads_the_answer_the_photo_lacks(tmp_path: Path) -> None
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    model = mvlt.MVLT.from_pretrained(write_headed_checkpoint(tmp_path / "ckpt", manifest))
+    return manifest
+
+
+def blind(model: mvlt.MVLT) -> mvlt.MVLT:
+    """The image heads and the ITC image projection zeroed: the photo's evidence is flat."""
     with torch.no_grad():
         for head in model.tag_heads.values():
             head.fc.weight.zero_()
             head.fc.bias.zero_()
         model.itc_head.image_proj.weight.zero_()
         model.itc_head.image_proj.bias.zero_()
+    return model
+
+
+def test_image_and_text_reads_the_answer_from_the_text_heads(tmp_path: Path) -> None:
+    """A photo that tells nothing and a description that is its colour, with text tag heads trained
+    on those descriptions and the ITC text projection zeroed (zero-shot text evidence is flat): image
+    only is one label for every row, image + text is right on every row, from the text heads."""
+    manifest = colour_told_catalogue(tmp_path / "shop")
+    with manifest.open(newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["colour"]]
+    model = blind(mvlt.MVLT.from_pretrained(write_headed_checkpoint(tmp_path / "ckpt", manifest))).eval()
+    batch = encode_texts(model.tokenizer, [r["text"] for r in rows])
+    labels = torch.tensor([model.label_maps.encode_tag("colour", r["colour"]) for r in rows])
+    with torch.no_grad():
+        features = model.text_features(batch["input_ids"], batch["attention_mask"])
+    head = model.text_tag_heads["colour"]
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(1000):  # the text head alone (a random encoder's [CLS] features are close)
+        loss = torch.nn.functional.cross_entropy(head(features), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.equal(head(features).argmax(-1), labels)
+    with torch.no_grad():
+        model.itc_head.text_proj.weight.zero_()
+        model.itc_head.text_proj.bias.zero_()
     checkpoint = model.save_pretrained(tmp_path / "blind")
     out = tmp_path / "eval"
-    assert evaluate("--checkpoint", str(checkpoint), "--data", str(manifest), "--zero-shot", "colour",
+    assert evaluate("--checkpoint", str(checkpoint), "--data", str(manifest), "--out", str(out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tag_colour_acc_finetuned_image_text"] == 1.0
+    assert metrics["tag_colour_acc_finetuned"] <= metrics["tag_colour_acc_majority"] < 0.5
+    modes = metrics["protocol"]["modes"]["image+text"]
+    assert "two fine-tuned experts" in modes and "zero-shot" not in modes
+    assert metrics["protocol"]["prompt"] is None and metrics["protocol"]["temperature"] is None
+
+
+def test_a_checkpoint_without_text_heads_reads_the_text_zero_shot(tmp_path: Path) -> None:
+    """Fine-tuned before text tag heads existed: it loads, tags from the image alone, and its image +
+    text falls back to zero-shot text evidence (here a description equal to a label: right on every
+    row, for both sources), which the protocol states."""
+    manifest = colour_told_catalogue(tmp_path / "shop")
+    model = blind(mvlt.MVLT.from_pretrained(write_headed_checkpoint(tmp_path / "ckpt", manifest)))
+    old = strip_text_heads(model.save_pretrained(tmp_path / "blind"))
+    assert len(mvlt.MVLT.from_pretrained(old).text_tag_heads) == 0
+    out = tmp_path / "eval"
+    assert evaluate("--checkpoint", str(old), "--data", str(manifest), "--zero-shot", "colour",
                     "--out", str(out)) == 0  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     for source in ("finetuned", "zeroshot"):
         assert metrics[f"tag_colour_acc_{source}_image_text"] == 1.0
         assert metrics[f"tag_colour_acc_{source}"] < 0.5
     assert metrics["tag_colour_acc_finetuned"] <= metrics["tag_colour_acc_majority"]
+    assert "no text tag heads" in metrics["protocol"]["modes"]["image+text"]
+    tags = tmp_path / "tags.jsonl"
+    assert main(["tag", "--checkpoint", str(old), "--data", str(manifest), "--out", str(tags), *QUIET]) == 0
+    assert all(json.loads(line)["sources"] == {"colour": "fine-tuned", "pattern": "fine-tuned"}
+               for line in tags.read_text().splitlines())  # fmt: skip
 
 
 def test_errors_name_the_flag(checkpoint: Path, shop: Path, tmp_path: Path, capsys) -> None:

@@ -4,6 +4,7 @@ column, label maps saved with the checkpoint, rows without a value left out of t
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,14 @@ from mvlt.data.batches import encode_tags
 from mvlt.data.labels import LabelMaps
 from mvlt.masking import IGNORE_INDEX
 from mvlt.model.config import LossWeights
-from mvlt.train import train
+from mvlt.train import TrainConfig, train
 from mvlt.train.cli import main
 
 from ..tagging.conftest import write_tagged_catalogue
 from .helpers import tiny_config
 
 TAGS_ONLY = LossWeights(itc=0, mir=0, itm=0, mlm=0, category=0, subcategory=0, tags=1)
+BOTH_TAGS = LossWeights(itc=0, mir=0, itm=0, mlm=0, category=0, subcategory=0, tags=1, tags_text=1)
 
 
 @pytest.fixture(scope="module")
@@ -64,41 +66,76 @@ def test_rows_without_a_value_are_counted_and_left_out_of_the_loss():
         "input_ids": torch.ones(4, 5, dtype=torch.long),
         "tag_labels": torch.tensor(ids),
     }
-    loss = model.forward_loss(batch, TAGS_ONLY)["tags"]
+    model.eval()  # no dropout: the text pass alone must give the same logits
+    losses = model.forward_loss(batch, BOTH_TAGS)
     labelled = [0, 2]
     logits = model.tag_logits(images[labelled])["colour"]
     expected = torch.nn.functional.cross_entropy(logits, torch.tensor(ids[labelled, 0]))
-    assert torch.allclose(loss, expected, atol=1e-6)
+    assert torch.allclose(losses["tags"], expected, atol=1e-6)
+    text_logits = model.text_tag_logits(batch["input_ids"][labelled])["colour"]
+    expected = torch.nn.functional.cross_entropy(text_logits, torch.tensor(ids[labelled, 0]))
+    assert torch.allclose(losses["tags_text"], expected, atol=1e-6)
+    assert torch.allclose(losses["total"], losses["tags"] + losses["tags_text"])
+    # A row whose text is another product's (the paper's ITM negatives) is left out of tags_text.
+    negative = model.forward_loss({**batch, "itm_labels": torch.tensor([1, 1, 0, 1])}, BOTH_TAGS)
+    only_first = torch.nn.functional.cross_entropy(text_logits[:1], torch.tensor(ids[:1, 0]))
+    assert torch.allclose(negative["tags_text"], only_first, atol=1e-6)
 
 
 def test_tag_heads_read_the_image_only():
-    """The heads' loss and logits do not move when the batch's texts change: a photo is tagged
-    the same with its description, another one, or none."""
+    """The image heads' loss and logits do not move when the batch's texts change: a photo is
+    tagged the same with its description, another one, or none. Their text twins' loss does."""
     torch.manual_seed(0)
     model = mvlt.create_model(
         "mvlt_nano", image_size=64, vocab_size=64, tag_classes={"colour": 3, "pattern": 2}
-    )
+    ).eval()
+    assert list(model.text_tag_heads) == list(model.tag_heads) == ["colour", "pattern"]
     images = torch.rand(2, 3, 64, 64)
     labels = torch.tensor([[0, 1], [2, 0]])
     losses = [
-        model.forward_loss({"images": images, "input_ids": ids, "tag_labels": labels}, TAGS_ONLY)["tags"]
+        model.forward_loss({"images": images, "input_ids": ids, "tag_labels": labels}, BOTH_TAGS)
         for ids in (torch.randint(1, 64, (2, 7)), torch.randint(1, 64, (2, 3)))
     ]
-    assert torch.equal(losses[0], losses[1])
+    assert torch.equal(losses[0]["tags"], losses[1]["tags"])
+    assert not torch.equal(losses[0]["tags_text"], losses[1]["tags_text"])
     assert model.tag_logits(images)["pattern"].shape == (2, 2)
+    assert model.text_tag_logits(torch.randint(1, 64, (2, 5)))["pattern"].shape == (2, 2)
+
+
+def test_text_tag_heads_learn_a_label_the_text_states():
+    """A toy set where the text alone says the label (the photos are noise): tags_text falls."""
+    torch.manual_seed(0)
+    model = mvlt.create_model("mvlt_nano", image_size=64, vocab_size=64, tag_classes={"colour": 4})
+    labels = torch.arange(8) % 4
+    ids = torch.stack([torch.tensor([2, 10 + int(c), 3]) for c in labels])  # [CLS] colour [SEP]
+    batch = {"images": torch.rand(8, 3, 64, 64), "input_ids": ids, "tag_labels": labels[:, None]}
+    text_only = LossWeights(itc=0, mir=0, itm=0, mlm=0, category=0, subcategory=0, tags_text=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    history = []
+    for _ in range(30):
+        loss = model.forward_loss(batch, text_only)["tags_text"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        history.append(float(loss.detach()))
+    assert history[-1] < 0.25 * history[0]
+    with torch.no_grad():
+        assert torch.equal(model.eval().text_tag_logits(ids)["colour"].argmax(-1), labels)
 
 
 def test_finetune_trains_one_head_per_column(tmp_path: Path, shop: Path, pretrained: Path, capsys):
     cfg = tiny_config(tmp_path / "ft", None, task="finetune", init=str(pretrained), data=str(shop),
                       data_options={}, image_size=None, labels=["colour", "pattern"], steps=2)  # fmt: skip
-    assert cfg.resolved_loss_weights()["tags"] == 1 and cfg.resolved_loss_weights()["category"] == 0
+    weights = cfg.resolved_loss_weights()
+    assert weights["tags"] == weights["tags_text"] == 1 and weights["category"] == 0
     train(cfg)
     tuned = mvlt.MVLT.from_pretrained(cfg.out)
     maps = tuned.label_maps
-    assert maps.tag_columns == ["colour", "pattern"]
+    assert maps.tag_columns == ["colour", "pattern"] == list(tuned.text_tag_heads)
     assert tuned.config.tag_classes == {c: len(maps.tag_names(c)) for c in maps.tag_columns}
     assert tuned.category_head is None  # the text-reading recognition heads are not trained
     log = (Path(cfg.out) / "train.log").read_text()
+    assert re.search(r"tags [0-9.]+, tags_text [0-9.]+", log), log  # both losses, logged apart
     assert "tag head colour:" in log and "2 training rows without a value" in log
     assert "tag head pattern:" in log and "0 training rows without a value" in log
     assert "tag head colour:" in capsys.readouterr().err
@@ -106,10 +143,19 @@ def test_finetune_trains_one_head_per_column(tmp_path: Path, shop: Path, pretrai
     again = tiny_config(tmp_path / "ft2", None, task="finetune", init=str(cfg.out), data=str(shop),
                         data_options={}, image_size=None, labels=["colour"], steps=1, lr=1e-9)  # fmt: skip
     train(again)
-    before = tuned.tag_heads["colour"].fc.weight
-    after = mvlt.MVLT.from_pretrained(again.out).tag_heads["colour"].fc.weight
-    assert list(mvlt.MVLT.from_pretrained(again.out).tag_heads) == ["colour"]
-    assert torch.allclose(before, after, atol=1e-5)
+    retuned = mvlt.MVLT.from_pretrained(again.out)
+    assert list(retuned.tag_heads) == list(retuned.text_tag_heads) == ["colour"]
+    for heads in ("tag_heads", "text_tag_heads"):
+        before, after = (getattr(m, heads)["colour"].fc.weight for m in (tuned, retuned))
+        assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_objectives_naming_tags_train_the_text_heads_too():
+    cfg = TrainConfig(task="finetune", init="x", labels=["colour"], objectives=["tags", "category"])
+    assert cfg.resolved_loss_weights()["tags_text"] == 1
+    alone = TrainConfig(task="finetune", init="x", labels=["colour"], objectives=["tags"],
+                        loss_weights={"tags_text": 0})  # fmt: skip
+    assert alone.resolved_loss_weights()["tags_text"] == 0
 
 
 def test_an_unknown_column_is_a_usage_error(tmp_path: Path, shop: Path, pretrained: Path, capsys):

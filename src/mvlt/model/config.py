@@ -95,7 +95,8 @@ class MVLTConfig:
     tag_classes: dict[str, int] = field(default_factory=dict)
     """One tag head per catalogue column (``{"colour": 19, "pattern": 12}``): each reads the
     image-only pass's pooled features, so it tags a photo that comes without a description
-    (``MVLT.tag_logits``). Empty: no tag heads."""
+    (``MVLT.tag_logits``); each has a text twin on the text-only pass, the description's expert
+    for image + text (``MVLT.text_tag_logits``). Empty: no tag heads."""
     grad_checkpointing: bool = False
     """Recompute each stage's blocks in the backward pass (less memory, ~30 % more compute)."""
     compat: str = "mvlt"
@@ -185,6 +186,8 @@ class LossWeights:
     subcategory: float = 1.0
     tags: float = 0.0
     """The tag heads' cross-entropies (one per column, each over its labelled rows), summed."""
+    tags_text: float = 0.0
+    """The same for the text tag heads, on the text-only pass (the description's expert)."""
     kd_image: float = 0.0
     """Feature distillation: the image pass's ITC embedding mimics a teacher's (``target_image_emb``)."""
     kd_text: float = 0.0

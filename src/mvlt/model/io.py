@@ -1,8 +1,10 @@
 """Checkpoint directories: ``model.safetensors`` + ``config.json`` (+ tokenizer, label maps).
 
 Loading never unpickles. A checkpoint that does not fit the model it describes fails with the
-names of the missing, unexpected and mis-shaped tensors. This module does not import the model
-(:mod:`.mvlt` imports it to save and load itself): the model class comes in as an argument.
+names of the missing, unexpected and mis-shaped tensors; the one exception is a module newer than
+the checkpoint (:data:`ADDED_LATER`), which loads without it when the checkpoint has none of it.
+This module does not import the model (:mod:`.mvlt` imports it to save and load itself): the model
+class comes in as an argument.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ CONFIG_NAME = "config.json"
 LABELS_NAME = "labels.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 FORMAT_VERSION = 1
+ADDED_LATER = ("text_tag_heads",)
+"""``ModuleDict`` s of the model that checkpoints saved before them lack entirely: such a checkpoint
+loads with the module empty (as if never built), never with fresh random weights that would
+pass for trained ones. A checkpoint with only some of a module's tensors is still a mismatch."""
 
 ModelT = TypeVar("ModelT", bound=torch.nn.Module)
 
@@ -63,8 +69,26 @@ def describe_mismatch(
     return "; ".join(parts) or None
 
 
+def drop_absent_modules(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Empty each :data:`ADDED_LATER` module of ``model`` that ``state`` has no tensor of; the
+    names of those emptied."""
+    dropped = []
+    for name in ADDED_LATER:
+        module, prefix = getattr(model, name, None), name + "."
+        if (
+            isinstance(module, torch.nn.ModuleDict)
+            and module
+            and not any(k.startswith(prefix) for k in state)
+        ):
+            setattr(model, name, torch.nn.ModuleDict())
+            dropped.append(name)
+    return dropped
+
+
 def load_state_checked(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that names every offending tensor."""
+    """``load_state_dict(strict=True)`` with an error that names every offending tensor; a module
+    the checkpoint predates is emptied first (:func:`drop_absent_modules`)."""
+    drop_absent_modules(model, state)
     expected = {k: v.shape for k, v in model.state_dict().items()}
     problem = describe_mismatch(expected, {k: v.shape for k, v in state.items()})
     if problem:

@@ -3,6 +3,7 @@
 Every stage of the computation is a named method that can be called (and tested) alone:
 ``forward_encoder`` -> ``forward_decoder`` / ``itm_logits`` / ``mlm_logits`` / ``classify``;
 ``image_features`` -> ``tag_logits`` (the image-only tag heads);
+``text_features`` -> ``text_tag_logits`` (the text-only tag heads);
 ``encode_images`` / ``encode_texts`` (unimodal passes, ITC space) -> ``forward_loss``.
 ``forward`` is ``forward_loss`` so the model can be wrapped by DDP as is.
 """
@@ -107,6 +108,11 @@ class MVLT(nn.Module):
         # Tag heads read the image-only pass, never the text: a new photo has no description, and a
         # head on the joint [CLS] would learn to read "Colour: Black." instead of the photo.
         self.tag_heads = nn.ModuleDict(
+            {column: ClsTokenHead(width, hidden, n) for column, n in config.tag_classes.items()}
+        )
+        # Their text-only twins: a second expert for image + text that reads the description alone,
+        # so the image heads stay blind to it. Absent (empty) in checkpoints saved before them.
+        self.text_tag_heads = nn.ModuleDict(
             {column: ClsTokenHead(width, hidden, n) for column, n in config.tag_classes.items()}
         )
         self.decoder = build_decoder(config)
@@ -300,6 +306,23 @@ class MVLT(nn.Module):
         with torch.autocast(device_type=pooled.device.type, enabled=False):
             return {column: head(pooled.float()) for column, head in self.tag_heads.items()}
 
+    def text_tag_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Per tag column, ``B x classes`` logits of texts from one text-only pass (heads in fp32).
+
+        They read ``text_features``, the last-stage [CLS] of the text-only pass: the feature the
+        ITC text embedding is made from, pooled by attention over the real tokens only (a mean of
+        the text tokens would need the padding masked out, and is not what ITC trained)."""
+        if not self.text_tag_heads:
+            raise ValueError(
+                "this model has no text tag heads (fine-tuned with --labels before they existed, or "
+                "never): fine-tune with --labels colour,pattern,... to train them"
+            )
+        cls = self.text_features(input_ids, attention_mask)
+        with torch.autocast(device_type=cls.device.type, enabled=False):
+            return {column: head(cls.float()) for column, head in self.text_tag_heads.items()}
+
     # ---------------------------------------------------------------------------- inference API
     def match_score(
         self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
@@ -400,7 +423,9 @@ class MVLT(nn.Module):
         ``attention_mask``, ``mlm_labels`` (-100 where no MLM label), ``itm_labels`` (1 = matching
         text), ``index`` (catalogue rows, keys of the negative draws) and optionally
         ``category_labels`` / ``subcategory_labels`` (-100 = unknown) and ``tag_labels``
-        (``B x tag heads``, columns in ``config.tag_classes`` order, -100 = no value). An
+        (``B x tag heads``, columns in ``config.tag_classes`` order, -100 = no value): ``tags``
+        trains the image-only heads on ``images``, ``tags_text`` the text-only heads on the clean
+        texts (rows whose text is an ITM negative, another product's, left out). An
         objective whose weight is 0 is not computed; the recognition and tag losses need their
         labels and heads. Entries are unweighted losses.
 
@@ -423,12 +448,13 @@ class MVLT(nn.Module):
         if w.itc or (w.itm and mode == "itc") or _distils(w):
             losses.update(self._contrastive_losses(batch, w, gather or LocalGather(), seed))
         if w.tags and self.tag_heads and "tag_labels" in batch:
-            logits = self.tag_logits(batch["images"])
+            losses["tags"] = _tag_loss(self.tag_logits(batch["images"]), batch["tag_labels"])
+        if w.tags_text and self.text_tag_heads and "tag_labels" in batch:
+            ids, mask = _clean_text(batch)
             labels = batch["tag_labels"]
-            losses["tags"] = sum(
-                (_mean_cross_entropy(logits[c], labels[:, j]) for j, c in enumerate(self.tag_heads)),
-                torch.zeros((), device=labels.device),
-            )
+            if "itm_labels" in batch:  # the paper's ITM feeds some rows another product's text
+                labels = labels.masked_fill((batch["itm_labels"] != 1).unsqueeze(1), IGNORE_INDEX)
+            losses["tags_text"] = _tag_loss(self.text_tag_logits(ids, mask), labels)
         if not losses:
             raise ValueError("forward_loss: every objective is switched off or has no labels in the batch")
         losses["total"] = sum(getattr(w, name) * value for name, value in losses.items())
@@ -586,6 +612,15 @@ def _clean_text(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.where(labels != IGNORE_INDEX, labels, ids)
     mask = batch.get("attention_mask")
     return ids, mask if mask is not None else torch.ones_like(ids)
+
+
+def _tag_loss(logits: Mapping[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """The sum over tag columns (``labels``' columns, in head order) of each head's mean
+    cross-entropy over its labelled rows."""
+    return sum(
+        (_mean_cross_entropy(v, labels[:, j]) for j, v in enumerate(logits.values())),
+        torch.zeros((), device=labels.device),
+    )
 
 
 def _mean_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,11 @@ attribute that has a head and a zero-shot vocabulary is tagged by the head (trai
 catalogue's own values); :meth:`Tagger.tag_by_source` keeps both, for evaluation.
 
 Image + text (evaluation only: a new photo has no description) multiplies each source's image
-evidence by the description's: the description's ITC embedding against each label's, zero-shot
-(:meth:`Tagger.log_probabilities`). The text evidence needs ITC heads and a tokenizer.
+evidence by the description's (:meth:`Tagger.log_probabilities`). For the fine-tuned source that
+is the checkpoint's text tag heads, trained on the text-only pass beside the image heads: two
+fine-tuned experts. For the zero-shot source, and for a checkpoint fine-tuned before text heads
+existed, it is zero-shot: the description's ITC embedding against each label's (ITC heads needed).
+Reading text always needs the tokenizer.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class Tagger:
         self.autocast = autocast or contextlib.nullcontext
         self._text_evidence: dict[str, ZeroShotTagger] = {}
         self.heads = head_labels(model) if heads else {}
+        self.text_heads = bool(self.heads) and bool(getattr(model, "text_tag_heads", None))
+        """Whether image + text reads the fine-tuned source's text from its text tag heads (else
+        from zero-shot text evidence: a checkpoint fine-tuned before they existed)."""
         self.zero_shot = (
             ZeroShotTagger(model, vocabulary, template=template, temperature=temperature, autocast=autocast)
             if vocabulary
@@ -81,10 +87,13 @@ class Tagger:
 
     @property
     def reads_text(self) -> bool:
-        """Whether :meth:`log_probabilities` can take texts: the text evidence is zero-shot, so it
-        needs the ITC heads and a tokenizer."""
+        """Whether :meth:`log_probabilities` can take texts: a tokenizer, and the ITC heads for any
+        source whose text evidence is zero-shot."""
         model = self.model
-        return getattr(model, "itc_head", None) is not None and getattr(model, "tokenizer", None) is not None
+        if getattr(model, "tokenizer", None) is None:
+            return False
+        zero_shot_text = self.zero_shot is not None or (bool(self.heads) and not self.text_heads)
+        return not zero_shot_text or getattr(model, "itc_head", None) is not None
 
     def log_probabilities(
         self, images: torch.Tensor, texts: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -93,9 +102,11 @@ class Tagger:
         ``(input_ids, attention_mask)``, are given), per source, per attribute, ``B x labels``
         log-probabilities of ``images`` (``B x 3 x S x S``), from one image pass.
 
-        Image + text is a product of experts: the source's image evidence times the text's
-        (zero-shot from the text's ITC embedding, over the same labels), renormalised. For the
-        zero-shot source it is zero-shot on the sum of the photo's and the text's embeddings.
+        Image + text is a product of experts, renormalised: the source's image evidence times the
+        text's. The fine-tuned source's text evidence is its text tag heads' softmax when the
+        checkpoint has them; otherwise, and for the zero-shot source, zero-shot from the text's ITC
+        embedding over the same labels (for the zero-shot source: zero-shot on the sum of the
+        photo's and the text's embeddings).
         """
         with torch.inference_mode(), self.autocast():
             pooled = self.model.image_features(images)
@@ -110,19 +121,26 @@ class Tagger:
         if texts is not None:
             out[IMAGE_TEXT] = {}
             for source, evidence in image.items():
-                text = self.text_evidence(source).text_logits(*texts)
+                text = self.text_logits(source, texts)
                 out[IMAGE_TEXT][source] = {
                     a: (v + text[a].log_softmax(-1)).log_softmax(-1) for a, v in evidence.items()
                 }
         return out
+
+    def text_logits(self, source: str, texts: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per attribute of ``source``, ``B x labels`` logits of the text's evidence."""
+        if source == FINE_TUNED and self.text_heads:
+            with torch.inference_mode(), self.autocast():
+                return self.model.text_tag_logits(*texts)
+        return self.text_evidence(source).text_logits(*texts)
 
     def text_evidence(self, source: str) -> ZeroShotTagger:
         """The labels of ``source``'s vocabulary embedded as texts (once), to score texts with."""
         if source not in self._text_evidence:
             if not self.reads_text:
                 raise ValueError(
-                    "image + text tags need the checkpoint's ITC heads and tokenizer (the text's "
-                    "evidence is zero-shot); this checkpoint has no ITC heads or no tokenizer"
+                    "image + text tags need the checkpoint's tokenizer and, where the text's evidence "
+                    "is zero-shot, its ITC heads; this checkpoint has no ITC heads or no tokenizer"
                 )
             if source == ZERO_SHOT and self.zero_shot is not None:
                 self._text_evidence[source] = self.zero_shot

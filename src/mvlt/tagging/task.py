@@ -25,11 +25,35 @@ from .vocabulary import DEFAULT_TEMPLATE, VocabularySpec
 
 IMAGE_TEXT_WORDS = (
     "each source's image evidence (its probabilities from the image-only pass) times the text's "
-    "evidence (the description's ITC embedding against each label's, over the same temperature, "
-    "zero-shot), renormalised: a product of experts; for the zero-shot source, zero-shot on the sum "
-    "of the photo's and the description's embeddings. The heads were trained on the image pass and "
-    "never read text"
+    "evidence, renormalised: a product of experts. The image heads were trained on the image pass "
+    "and never read text. "
 )
+TEXT_HEADS_WORDS = (
+    "Fine-tuned: the text's evidence is the checkpoint's text tag heads (trained beside the image "
+    "heads on the text-only pass's [CLS]): two fine-tuned experts. "
+)
+NO_TEXT_HEADS_WORDS = (
+    "Fine-tuned: this checkpoint has no text tag heads (fine-tuned before they existed), so the "
+    "text's evidence is zero-shot, as for the zero-shot source. "
+)
+ZERO_SHOT_TEXT_WORDS = (
+    "Zero-shot text evidence: the description's ITC embedding against each label's, over the same "
+    "temperature; for the zero-shot source this is zero-shot on the sum of the photo's and the "
+    "description's embeddings"
+)
+
+
+def image_text_words(tagger: Tagger) -> str:
+    """What image + text means for this tagger's sources, in words (``protocol.modes``)."""
+    words = IMAGE_TEXT_WORDS
+    if tagger.heads:
+        words += TEXT_HEADS_WORDS if tagger.text_heads else NO_TEXT_HEADS_WORDS
+    return words + ZERO_SHOT_TEXT_WORDS if _zero_shot_text(tagger) else words.rstrip()
+
+
+def _zero_shot_text(tagger: Tagger) -> bool:
+    """Whether some source's text evidence is zero-shot."""
+    return tagger.zero_shot is not None or (bool(tagger.heads) and not tagger.text_heads)
 
 
 @dataclass
@@ -126,6 +150,7 @@ def _protocol(
     """How the numbers were made, in words, with each attribute's details."""
     zero_shot = tagger.zero_shot
     reads_text = bool(run.tagged) and run.tagged[0].with_text is not None
+    prompted = zero_shot is not None or (reads_text and _zero_shot_text(tagger))
     protocol: dict[str, Any] = {
         "task": "tagging: fine-tuned tag heads on the image-only pass and zero-shot from the ITC "
         "embeddings, each from the image alone (the default; the unsuffixed metrics) and from image "
@@ -138,11 +163,12 @@ def _protocol(
         "sources": {a: [s for s, v in tagger.vocabularies.items() if a in v] for a in tagger.attributes},
         "modes": {
             IMAGE: "the image-only pass: the photo alone, as a new product is tagged",
-            IMAGE_TEXT: IMAGE_TEXT_WORDS
+            IMAGE_TEXT: image_text_words(tagger)
             if reads_text
-            else "not scored: the text's evidence needs the checkpoint's ITC heads and tokenizer",
+            else "not scored: reading the text needs the checkpoint's tokenizer, and zero-shot text "
+            "evidence its ITC heads",
         },
-        "prompt": options.prompt if zero_shot is not None or reads_text else None,
+        "prompt": options.prompt if prompted else None,
         "temperature": _temperature(tagger, reads_text),
         "image_size": int(tagger.model.config.image_size),
         "precision": precision,
@@ -164,7 +190,9 @@ def _temperature(tagger: Tagger, reads_text: bool) -> float | None:
     """The temperature of the zero-shot source and of the text's evidence, when either was used."""
     if tagger.zero_shot is not None:
         return tagger.zero_shot.temperature
-    return tagger.text_evidence(FINE_TUNED).temperature if reads_text else None
+    if reads_text and _zero_shot_text(tagger):
+        return tagger.text_evidence(FINE_TUNED).temperature
+    return None
 
 
 def format_scores(metrics: dict[str, Any], attributes: list[str]) -> str:

@@ -32,7 +32,7 @@ ITM_NEGATIVES = ("itc", "random", "hard")
 DEVICES = ("auto", "cpu", "cuda")
 
 RECIPES = ("mvlt", "paper")
-_NO_HEADS = {"category": 0.0, "subcategory": 0.0, "tags": 0.0}
+_NO_HEADS = {"category": 0.0, "subcategory": 0.0, "tags": 0.0, "tags_text": 0.0}
 PRETRAIN_WEIGHTS = {
     "mvlt": {"itc": 1.0, "mir": 1.0, "itm": 3.0, "mlm": 1.0, **_NO_HEADS},
     "paper": {"itc": 0.0, "mir": 10.0, "itm": 1.0, "mlm": 1.0, **_NO_HEADS},
@@ -41,9 +41,9 @@ PRETRAIN_WEIGHTS = {
 ITM 3, MLM 1, MIR 1 (docs/DESIGN.md measures the choice). Recognition heads are not
 trained during pre-training."""
 FINETUNE_WEIGHTS = {"itc": 0.0, "mir": 0.0, "itm": 0.0, "mlm": 0.0, "category": 1.0, "subcategory": 1.0,
-                    "tags": 0.0}  # fmt: skip
+                    "tags": 0.0, "tags_text": 0.0}  # fmt: skip
 """Released code: the two recognition cross-entropies, weight 1 each, on clean inputs. With
-``labels`` the tag heads (weight 1) replace them: see ``TrainConfig.labels``."""
+``labels`` the tag heads and their text twins (weight 1 each) replace them: see ``TrainConfig.labels``."""
 
 
 class ConfigError(UsageError):
@@ -76,9 +76,11 @@ class TrainConfig:
     """Catalogue columns to train one tag head each for (``[colour, pattern]``, ours). The heads
     read the image-only pass, so they tag a photo without its description; their label maps are
     the training split's values, saved with the checkpoint. Rows without a value are left out of
-    that head's loss and counted in ``train.log``. Given, the ``tags`` objective weighs 1 and, when
+    that head's loss and counted in ``train.log``. Given, the ``tags`` objective and its text
+    twin ``tags_text`` (text-only heads, image + text's second expert) weigh 1 each and, when
     fine-tuning, the two recognition heads (which read the text) are off unless ``loss_weights``
-    or ``objectives`` ask for them."""
+    or ``objectives`` ask for them. ``objectives`` naming ``tags`` trains ``tags_text`` too unless
+    ``loss_weights`` sets its weight."""
 
     # ------------------------------------------------------------------------------- data
     data: str = "synthetic"
@@ -263,14 +265,17 @@ class TrainConfig:
         weights = dict(PRETRAIN_WEIGHTS[self.recipe] if self.task == "pretrain" else FINETUNE_WEIGHTS)
         weights.update(dict.fromkeys(("kd_image", "kd_text", "kd_cross"), 0.0))
         if self.labels:
-            weights["tags"] = 1.0
+            weights.update(tags=1.0, tags_text=1.0)
             if self.task == "finetune":
                 weights.update(category=0.0, subcategory=0.0)
         weights.update({LOSS_OF_SOURCE[s]: 1.0 for s in self.teacher_sources() if s in LOSS_OF_SOURCE})
         weights.update(self.loss_weights)
         if self.objectives is not None:
+            asked = set(self.objectives)
+            if "tags" in asked and "tags_text" not in self.loss_weights:
+                asked.add("tags_text")  # the text heads are saved beside the image heads: train them
             for name in OBJECTIVES:
-                if name not in self.objectives:
+                if name not in asked:
                     weights[name] = 0.0
                 elif not weights[name]:  # asked for, but its weight is 0 (e.g. MLM when fine-tuning)
                     weights[name] = 1.0
@@ -379,7 +384,7 @@ class TrainConfig:
             )  # fmt: skip
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise bad("labels", "names a column twice")
-        if weights["tags"] and not self.labels:
+        if (weights["tags"] or weights["tags_text"]) and not self.labels:
             raise bad(
                 "labels", "objective tags trains one head per column: name them (--labels colour,pattern)"
             )

@@ -25,7 +25,8 @@ from .data import open_training_catalogue, resolve_tokenizer
 from .distributed import Runtime, broadcast_object
 
 HEADS = {"itc": "itc_head", "mir": "decoder", "itm": "itm_head", "mlm": "mlm_head",
-         "category": "category_head", "subcategory": "subcategory_head", "tags": "tag_heads", "tags_text": "text_tag_heads"}  # fmt: skip
+         "category": "category_head", "subcategory": "subcategory_head", "tags": "tag_heads",
+         "tags_text": "text_tag_heads"}  # fmt: skip
 """The module each objective trains on top of the encoder; frozen when its objective is off."""
 ENCODER = ("text_embed", "stages")
 
