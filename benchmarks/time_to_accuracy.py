@@ -64,6 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.redraw and not args.picture:
         p.error("--redraw needs --picture (where to draw)")
+    for path in args.redraw or []:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            p.error(f"--redraw {path}: not a readable JSON file ({err})")
+        if not isinstance(record, dict) or not record.get("points") or "target" not in record:
+            p.error(f"--redraw {path}: not a time_to_accuracy result (no points or target)")
     for name in ("minutes", "eval_every", "target", "queries", "negatives", "seconds_per_step"):
         if not getattr(args, name) > 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
