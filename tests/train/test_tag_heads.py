@@ -168,3 +168,15 @@ def test_an_unknown_column_is_a_usage_error(tmp_path: Path, shop: Path, pretrain
     assert "twice" in capsys.readouterr().err
     assert main([*args[:5], "--objectives", "tags", "--out", str(tmp_path / "o")]) == 2
     assert "--labels" in capsys.readouterr().err
+
+
+def test_augmentation_is_checked_and_trains(tmp_path: Path, shop: Path, pretrained: Path, capsys):
+    args = ["finetune", "--init", str(pretrained), "--data", str(shop), "--labels", "colour",
+            "--steps", "2", "--batch-size", "8", "--no-progress", "--no-tensorboard",
+            "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main([*args, "--augment", "flip,rotate"]) == 2
+    assert "augment" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="MIR"):
+        TrainConfig(augment=["flip"]).validate()
+    assert main([*args, "--augment", "flip,crop"]) == 0
+    assert "augmentation flip,crop" in (tmp_path / "o" / "train.log").read_text()

@@ -3,6 +3,7 @@
 
 import csv
 import hashlib
+from pathlib import Path
 
 SOURCE = "/work/shared/data/hm_fashion_11k/metadata.csv"
 with open(SOURCE, newline="", encoding="utf-8") as f:
@@ -15,6 +16,7 @@ for row in rows:
     row = {**row, "image": "/work/shared/data/hm_fashion_11k/" + row["image"]}
     row["split"] = "val" if int(hashlib.sha1(row["product_code"].encode()).hexdigest(), 16) % 100 < 15 else "train"
     out.append(row)
+Path("/tmp/hm-val").mkdir(exist_ok=True)
 with open("/tmp/hm-val/metadata.csv", "w", newline="", encoding="utf-8") as f:
     writer = csv.DictWriter(f, fieldnames=fields)
     writer.writeheader()

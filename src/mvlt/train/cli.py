@@ -94,6 +94,7 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
         "COLUMNS",
         "one image-only tag head (and a text-only twin) per catalogue column, e.g. colour,pattern",
     ),
+    ("--augment", "augment", str, "LIST", "geometric augmentation of the clean images: flip,crop"),
     ("--loss-weights", "loss_weights", str, "K=W,...", "e.g. itc=1,itm=1,mlm=1,mir=1"),
     ("--mask-strategy", "mask_strategy", str, "S", "random_grid, grid, stroke or center"),
     ("--mask-ratio", "mask_ratio", float, "X", "fraction of the image masked for MIR"),
@@ -220,7 +221,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
             overrides[key] = getattr(args, key)
     if "split" in overrides:
         overrides["split"] = normalise_split(overrides["split"])
-    for key in ("objectives", "labels"):
+    for key in ("objectives", "labels", "augment"):
         if key in overrides:
             overrides[key] = [s.strip() for s in overrides[key].split(",") if s.strip()]
     if "loss_weights" in overrides:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ..data.augment import check_augmentations
 from ..exits import UsageError
 from ..model.config import OBJECTIVES
 from .teachers.sources import LOSS_OF_SOURCE, parse_sources
@@ -81,6 +82,10 @@ class TrainConfig:
     fine-tuning, the two recognition heads (which read the text) are off unless ``loss_weights``
     or ``objectives`` ask for them. ``objectives`` naming ``tags`` trains ``tags_text`` too unless
     ``loss_weights`` sets its weight."""
+    augment: list[str] | None = None
+    """Geometric augmentation of the clean images, drawn per step from the run's seed (``flip``,
+    ``crop``: ``mvlt.data.augment``; ours, off by default as in the paper). Not with MIR, whose
+    targets are the unaugmented pixels."""
 
     # ------------------------------------------------------------------------------- data
     data: str = "synthetic"
@@ -240,6 +245,10 @@ class TrainConfig:
             self.labels = [c.strip() for c in self.labels.split(",") if c.strip()]
         if self.labels is not None:
             self.labels = [str(c) for c in self.labels] or None
+        if isinstance(self.augment, str):
+            self.augment = [a.strip() for a in self.augment.split(",") if a.strip()]
+        if self.augment is not None:
+            self.augment = [str(a) for a in self.augment] or None
 
     def _coerce_numbers(self) -> None:
         """Numbers given as text become numbers: YAML 1.1 reads ``1e-3`` (no dot) as a string."""
@@ -390,6 +399,15 @@ class TrainConfig:
             )
         if self.labels and not weights["tags"]:
             raise bad("labels", "the tags objective is off, so no tag head would be trained")
+        if self.augment:
+            try:
+                check_augmentations(self.augment)
+            except ValueError as err:
+                raise bad("augment", str(err)) from None
+            if weights["mir"]:
+                raise bad(
+                    "augment", "MIR reconstructs the unaugmented pixels: switch MIR off or leave augment out"
+                )
         if self.itm_negatives is not None and self.itm_negatives not in ITM_NEGATIVES:
             raise bad("itm_negatives", f"choose one of {', '.join(ITM_NEGATIVES)}")
         if self.itm_negatives == "itc" and not weights["itc"]:

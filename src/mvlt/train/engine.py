@@ -31,6 +31,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.audit import audit_lines
+from ..data.augment import augment_images
 from ..data.errors import DataError
 from ..exits import RunFailed
 from ..masking import IGNORE_INDEX
@@ -408,6 +409,8 @@ class Trainer:
             last = i == len(micro) - 1
             sync = nullcontext() if last or not rt.distributed else self.net.no_sync()  # type: ignore[operator]
             batch = _to_device(batch, rt.device)
+            if self.config.augment:
+                batch["images"] = augment_images(batch["images"], self.config.augment, self._draw_seed(i))
             if self.teachers is not None:
                 batch = self.teachers.attach(batch)
             with sync:
@@ -526,7 +529,8 @@ class Trainer:
             f"{cfg.accumulation} accumulation × {self.micro_batch}), peak lr {self.schedule.peak:.3g}, "
             f"warm-up {self.schedule.warmup}, min lr {self.schedule.floor:.3g}",
             f"  recipe {cfg.recipe}: objectives {weights}; joint-pass inputs {self.input_schedule}; "
-            f"ITM negatives {self.itm_negatives if self.weights['itm'] else '-'}",
+            f"ITM negatives {self.itm_negatives if self.weights['itm'] else '-'}; "
+            f"augmentation {','.join(cfg.augment) if cfg.augment else 'none'}",
             f"  device {rt.device}, precision {self.precision.name} ({self.precision.reason}), "
             f"{torch.get_num_threads()} thread(s)",
             *tag_lines(self.model.label_maps),
