@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import torch.nn.functional as F
 
 from mvlt.data import open_catalogue
 from mvlt.data.columns import catalogue_columns
+from mvlt.data.errors import DataError
+from mvlt.exits import UsageError
 from mvlt.tagging.evaluate import metric_name, score_attribute
 from mvlt.train.teachers.features import teacher_features
 
@@ -133,4 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (FileNotFoundError, DataError, UsageError) as err:  # a bad path or column: say which, no traceback
+        print(f"tag_probe: error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -5,6 +5,8 @@ problem (the teacher features themselves are covered by ``tests/train/teachers``
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -41,3 +43,11 @@ def test_probe_learns_a_separable_problem_and_selection_uses_the_held_out_rows()
     fitted = probe.fit_probe(x, y, 3, epochs, weight_decay, seed=0)[epochs]
     with torch.no_grad():
         assert (fitted(x).argmax(-1) == y).float().mean() > 0.9
+
+
+def test_a_missing_manifest_is_named_without_a_traceback(tmp_path: Path):
+    script = ROOT / "experiments" / "pretrained" / "tag_probe.py"
+    args = ["--data", str(tmp_path / "nope.csv"), "--columns", "colour", "--out", str(tmp_path / "o")]
+    run = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert "nope.csv" in run.stderr and "Traceback" not in run.stderr
