@@ -16,14 +16,12 @@ Writes ``metrics.json`` and prints one line per column.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from mvlt.data import open_catalogue
 from mvlt.data.columns import catalogue_columns
@@ -31,64 +29,7 @@ from mvlt.data.errors import DataError
 from mvlt.exits import UsageError
 from mvlt.tagging.evaluate import metric_name, score_attribute
 from mvlt.train.teachers.features import teacher_features
-
-EPOCHS = (5, 10, 20, 40, 80)
-WEIGHT_DECAYS = (1e-4, 1e-2, 1e-1)
-HELD_OUT_PERCENT = 15
-
-
-def held_out(groups: list[str]) -> torch.Tensor:
-    """True for the rows whose product falls in the held-out slice (a stable hash of its id)."""
-    return torch.tensor(
-        [int(hashlib.sha1(str(g).encode()).hexdigest(), 16) % 100 < HELD_OUT_PERCENT for g in groups]
-    )
-
-
-def fit_probe(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    classes: int,
-    epochs: int,
-    weight_decay: float,
-    seed: int,
-    checkpoints: tuple[int, ...] = (),
-) -> dict[int, torch.nn.Linear]:
-    """A softmax regression trained ``epochs`` epochs (AdamW, lr 1e-3, batches of 256); with
-    ``checkpoints``, a copy after each of those epochs as well."""
-    generator = torch.Generator().manual_seed(seed)
-    probe = torch.nn.Linear(x.shape[1], classes)
-    torch.nn.init.zeros_(probe.weight)
-    torch.nn.init.zeros_(probe.bias)
-    optimizer = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=weight_decay)
-    kept = {}
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), 256):
-            rows = order[start : start + 256]
-            loss = F.cross_entropy(probe(x[rows]), y[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        if epoch in checkpoints or epoch == epochs:
-            copy = torch.nn.Linear(x.shape[1], classes)
-            copy.load_state_dict(probe.state_dict())
-            kept[epoch] = copy
-    return kept
-
-
-def choose(
-    x: torch.Tensor, y: torch.Tensor, val: torch.Tensor, classes: int, seed: int
-) -> tuple[int, float, float]:
-    """(epochs, weight decay, held-out accuracy) of the best setting on the held-out slice."""
-    best = (EPOCHS[0], WEIGHT_DECAYS[0], -1.0)
-    for wd in WEIGHT_DECAYS:
-        probes = fit_probe(x[~val], y[~val], classes, max(EPOCHS), wd, seed, checkpoints=EPOCHS)
-        for epochs, probe in probes.items():
-            with torch.no_grad():
-                acc = float((probe(x[val]).argmax(-1) == y[val]).float().mean())
-            if acc > best[2]:
-                best = (epochs, wd, acc)
-    return best
+from mvlt.train.teachers.probe import choose, fit_probe, held_out, standardised
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -108,8 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_values, test_values = (catalogue_columns(c, columns, "--columns") for c in (train, test))
     x_train = teacher_features(train, args.cache)[args.modality]
     x_test = teacher_features(test, args.cache)[args.modality]
-    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
-    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    x_train, x_test = standardised(x_train), standardised(x_test, reference=x_train)
     val = held_out(list(train.groups or train.product_ids))
     record: dict = {"name": f"frozen_{args.modality}_teacher_linear_probe", "columns": {}, "metrics": {}}
     for column in columns:

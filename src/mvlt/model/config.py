@@ -194,6 +194,9 @@ class LossWeights:
     """The same for the text pass (``target_text_emb``)."""
     kd_cross: float = 0.0
     """Soft ITC targets: the teacher pair's image-text similarities, as distributions over the batch."""
+    kd_tags: float = 0.0
+    """The image tag heads learn a teacher's class probabilities per column (``target_tags``): KL
+    divergence, summed over columns, on every row (labelled or not)."""
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)

@@ -32,6 +32,7 @@ from .objectives import (
     same_text,
     sample_negatives,
     soft_contrastive_loss,
+    tag_distillation,
 )
 
 IGNORE_INDEX = -100
@@ -425,7 +426,8 @@ class MVLT(nn.Module):
         ``category_labels`` / ``subcategory_labels`` (-100 = unknown) and ``tag_labels``
         (``B x tag heads``, columns in ``config.tag_classes`` order, -100 = no value): ``tags``
         trains the image-only heads on ``images``, ``tags_text`` the text-only heads on the clean
-        texts (rows whose text is an ITM negative, another product's, left out). An
+        texts (rows whose text is an ITM negative, another product's, left out); ``kd_tags`` the
+        image-only heads on ``target_tags`` (per column ``B x classes`` teacher probabilities). An
         objective whose weight is 0 is not computed; the recognition and tag losses need their
         labels and heads. Entries are unweighted losses.
 
@@ -447,8 +449,15 @@ class MVLT(nn.Module):
             losses.update(self._joint_losses(batch, w, use_masked_images, mode == "data", recognise))
         if w.itc or (w.itm and mode == "itc") or _distils(w):
             losses.update(self._contrastive_losses(batch, w, gather or LocalGather(), seed))
-        if w.tags and self.tag_heads and "tag_labels" in batch:
-            losses["tags"] = _tag_loss(self.tag_logits(batch["images"]), batch["tag_labels"])
+        learn_tags = bool(w.tags and "tag_labels" in batch)
+        if self.tag_heads and (learn_tags or w.kd_tags):  # one image pass serves both
+            logits = self.tag_logits(batch["images"])
+            if learn_tags:
+                losses["tags"] = _tag_loss(logits, batch["tag_labels"])
+            if w.kd_tags:
+                if "target_tags" not in batch:
+                    raise ValueError("kd_tags needs target_tags in the batch (a teacher's tag probabilities)")
+                losses["kd_tags"] = tag_distillation(logits, batch["target_tags"])
         if w.tags_text and self.text_tag_heads and "tag_labels" in batch:
             ids, mask = _clean_text(batch)
             labels = batch["tag_labels"]

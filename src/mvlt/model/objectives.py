@@ -7,6 +7,7 @@ loss. The model never imports the training package: the engine hands a ``Gather`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 import torch
@@ -71,6 +72,24 @@ def embedding_distillation(student: torch.Tensor, target: torch.Tensor) -> torch
     """Feature mimicry of unit embeddings (CLIP-KD's strongest single term): mean ``1 - cos``,
     half the squared distance between the unit vectors."""
     return (1 - (student.float() * target.float()).sum(-1)).mean()
+
+
+def tag_distillation(logits: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The sum over tag columns of ``KL(target || softmax(logits))``, averaged over rows: the tag
+    heads learn a teacher's class probabilities (``targets``, per column ``B x classes``)."""
+    missing = [c for c in logits if c not in targets]
+    if missing:
+        raise ValueError(f"kd_tags: no teacher probabilities for tag column(s) {missing}")
+    total = next(iter(logits.values())).new_zeros((), dtype=torch.float32)
+    for column, student in logits.items():
+        target = targets[column].float()
+        if target.shape != student.shape:
+            raise ValueError(
+                f"kd_tags: teacher probabilities {tuple(target.shape)} for {column!r} do not match the "
+                f"head's logits {tuple(student.shape)}"
+            )
+        total = total + F.kl_div(student.float().log_softmax(-1), target, reduction="batchmean")
+    return total
 
 
 def soft_contrastive_loss(

@@ -24,7 +24,7 @@ import yaml
 from ..data.augment import check_augmentations
 from ..exits import UsageError
 from ..model.config import OBJECTIVES
-from .teachers.sources import LOSS_OF_SOURCE, parse_sources
+from .teachers.sources import LOSS_OF_SOURCE, PAIR_LOSSES, parse_sources
 
 TASKS = ("pretrain", "finetune")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -167,8 +167,10 @@ class TrainConfig:
     """Pretrained knowledge brought in at training time (ours; ``mvlt.train.teachers``): any of
     ``text-init`` (word embeddings from all-MiniLM-L6-v2's), ``text`` / ``image`` (the unimodal ITC
     embeddings mimic a frozen teacher pair's: MiniLM, EfficientNet-Lite0 ImageNet), ``cross`` (soft
-    ITC targets from the pair's similarities), or ``[all]``. Each loss term weighs 1 unless
-    ``loss_weights`` says otherwise (``kd_text``, ``kd_image``, ``kd_cross``). Needs the optional
+    ITC targets from the pair's similarities), ``tags`` (the image tag heads learn an ImageNet
+    linear probe's out-of-fold class probabilities, ``kd_tags``; needs ``labels``), or ``[all]`` (the
+    four before ``tags``). Each loss term weighs 1 unless ``loss_weights`` says otherwise
+    (``kd_text``, ``kd_image``, ``kd_cross``, ``kd_tags``). Needs the optional
     teacher packages (``make teachers``); the trained model runs without them."""
     teacher_cache: str | None = None
     """Where teacher features and the fitted teacher pair are kept (``None``: ``$MVLT_CACHE_DIR/teachers``
@@ -272,7 +274,7 @@ class TrainConfig:
     def resolved_loss_weights(self) -> dict[str, float]:
         """Task defaults, then ``loss_weights``, then ``objectives`` switching the others off."""
         weights = dict(PRETRAIN_WEIGHTS[self.recipe] if self.task == "pretrain" else FINETUNE_WEIGHTS)
-        weights.update(dict.fromkeys(("kd_image", "kd_text", "kd_cross"), 0.0))
+        weights.update(dict.fromkeys(LOSS_OF_SOURCE.values(), 0.0))
         if self.labels:
             weights.update(tags=1.0, tags_text=1.0)
             if self.task == "finetune":
@@ -377,12 +379,14 @@ class TrainConfig:
         except ValueError as err:
             raise bad("teachers", str(err)) from None
         weights = self.resolved_loss_weights()
-        if self.recipe == "paper" and any(weights[k] for k in LOSS_OF_SOURCE.values()):
+        if self.recipe == "paper" and any(weights[k] for k in PAIR_LOSSES):
             raise bad(
                 "teachers", "the paper's recipe has no ITC embeddings to distil into; use --recipe mvlt"
             )
         if not any(weights.values()):
             raise bad("loss_weights", "every objective has weight 0: nothing to train")
+        if weights["kd_tags"] and not self.labels:
+            raise bad("teachers", "tags (kd_tags) teaches the tag heads: name their columns with --labels")
         taught = [s for s in self.teacher_sources() if s in LOSS_OF_SOURCE]
         silenced = [s for s in taught if not weights[LOSS_OF_SOURCE[s]]]
         if silenced:  # e.g. --teachers text with --objectives itc,itm: the teacher would teach nothing

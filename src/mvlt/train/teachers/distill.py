@@ -1,12 +1,15 @@
 """What a training run takes from the teachers: targets for every batch, and a text-side start.
 
-``--teachers`` names the sources (``text-init``, ``text``, ``image``, ``cross``, or ``all``):
+``--teachers`` names the sources (``text-init``, ``text``, ``image``, ``cross``, ``all`` for those
+four, and ``tags``):
 
 - ``text-init``: the word-embedding table starts from MiniLM's (same vocabulary), brought to the
   model's width by its principal components and scaled to the table's initial spread;
 - ``text`` / ``image``: the unimodal passes' ITC embeddings mimic the teacher pair's (``kd_text`` /
   ``kd_image``: mean ``1 - cos``);
 - ``cross``: ITC also learns from the teacher pair's similarities as soft targets (``kd_cross``).
+- ``tags``: the image tag heads learn the ImageNet teacher's linear-probe probabilities, each row's
+  from a probe fitted without it (``kd_tags``; :mod:`.probe`).
 
 The teacher pair (:mod:`.dual`) is fitted on the run's own training rows, in the model's ITC
 width, so its embeddings are targets in the model's own space. Features and the fitted pair are
@@ -23,30 +26,38 @@ from typing import Any
 
 import torch
 
+from ...data.columns import catalogue_columns
+from ...data.labels import LabelMaps
 from ..distributed import Runtime, barrier
 from .dual import DualEncoder, fit_dual_encoder
 from .features import catalogue_fingerprint, default_cache_dir, teacher_features
 from .models import IMAGE_TEACHER, TEXT_TEACHER, TextTeacher, check_vocabulary, require_teachers
-from .sources import LOSS_OF_SOURCE
+from .probe import out_of_fold_probabilities
+from .sources import PAIR_LOSSES
 
 
 @dataclass
 class TeacherTargets:
-    """The teacher pair's unit embeddings of every training row, looked up by the batch's ``index``."""
+    """Per training row, looked up by the batch's ``index``: the teacher pair's unit embeddings
+    (when a ``kd_text`` / ``kd_image`` / ``kd_cross`` loss is on) and, per tag column, the image
+    teacher's class probabilities (when ``kd_tags`` is)."""
 
-    image: torch.Tensor
-    text: torch.Tensor
-    temperature: float
+    image: torch.Tensor | None = None
+    text: torch.Tensor | None = None
+    temperature: float = 1.0
+    tags: dict[str, torch.Tensor] | None = None
 
     def attach(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         rows = batch["index"].cpu()
         device = batch["images"].device
-        return {
-            **batch,
-            "target_image_emb": self.image[rows].to(device),
-            "target_text_emb": self.text[rows].to(device),
-            "target_temperature": torch.tensor(self.temperature, device=device),
-        }
+        out = dict(batch)
+        if self.image is not None and self.text is not None:
+            out["target_image_emb"] = self.image[rows].to(device)
+            out["target_text_emb"] = self.text[rows].to(device)
+            out["target_temperature"] = torch.tensor(self.temperature, device=device)
+        if self.tags is not None:
+            out["target_tags"] = {column: p[rows].to(device) for column, p in self.tags.items()}
+        return out
 
 
 def teacher_targets(
@@ -74,6 +85,28 @@ def teacher_targets(
     record = {"dim": dim, "epochs": fit.epochs, "temperature": round(pair.temperature, 4),
               "held_out_r1": fit.held_out_r1, "cache": str(fitted)}  # fmt: skip
     return targets, record
+
+
+def tag_targets(
+    catalogue: Any,
+    label_maps: LabelMaps,
+    seed: int,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Per tag column of ``label_maps``, ``N x classes`` probabilities of every row of ``catalogue``
+    from the image teacher's out-of-fold linear probe (:mod:`.probe`), and a record per column."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    features = teacher_features(catalogue, cache, progress=progress)["image"]
+    columns = label_maps.tag_columns
+    values = catalogue_columns(catalogue, columns, "--labels").values
+    groups = list(getattr(catalogue, "groups", None) or catalogue.product_ids)
+    targets, records = {}, {}
+    for column in columns:
+        ids = {name: i for i, name in enumerate(label_maps.tag_names(column))}
+        labels = torch.tensor([ids.get(v, -1) for v in values[column]])
+        targets[column], records[column] = out_of_fold_probabilities(features, labels, len(ids), groups, seed)
+    return targets, records
 
 
 def minilm_word_embeddings(width: int, std: float = 0.02) -> torch.Tensor:
@@ -109,26 +142,41 @@ def setup_teachers(
             if words.padding_idx is not None:  # [PAD] stays the zero vector, as initialised
                 words.weight[words.padding_idx] = 0
         lines.append(f"  teachers: word embeddings from {TEXT_TEACHER} ({width} principal axes of 384)")
-    if not any(weights.get(name) for name in LOSS_OF_SOURCE.values()):
+    pair, tags = any(weights.get(n) for n in PAIR_LOSSES), bool(weights.get("kd_tags"))
+    if not (pair or tags):
         return None, lines
     dim = model.config.contrastive_dim
-    if not dim:
+    if pair and not dim:
         raise ValueError("teacher distillation needs the model's ITC heads (contrastive_dim > 0)")
+    if tags and not model.tag_heads:
+        raise ValueError("kd_tags teaches the tag heads, and this model has none (--labels)")
     if {"text", "cross"} & set(sources):
         check_text_vocabulary(model.tokenizer)
-    targets = record = None
-    for turn in ("main", "others"):
+    targets, record, probes = TeacherTargets(), None, None
+    for turn in ("main", "others"):  # rank 0 fills the caches; the others then read them
         if (turn == "main") == runtime.is_main:
-            targets, record = teacher_targets(
-                catalogue, dim, config.seed, config.teacher_cache, runtime.is_main
-            )
+            if pair:
+                targets, record = teacher_targets(
+                    catalogue, dim, config.seed, config.teacher_cache, runtime.is_main
+                )
+            if tags:
+                targets.tags, probes = tag_targets(
+                    catalogue, model.label_maps, config.seed, config.teacher_cache, runtime.is_main
+                )
         barrier(runtime)
-    assert targets is not None and record is not None
-    r1 = max(record["held_out_r1"] or [0.0])
-    lines.append(
-        f"  teachers: pair {IMAGE_TEACHER} + {TEXT_TEACHER} fitted in {dim} d ({record['epochs']} epochs, "
-        f"held-out R@1 {100 * r1:.1f} %, temperature {record['temperature']:g}); cache {record['cache']}"
-    )
+    if record is not None:
+        r1 = max(record["held_out_r1"] or [0.0])
+        lines.append(
+            f"  teachers: pair {IMAGE_TEACHER} + {TEXT_TEACHER} fitted in {dim} d ({record['epochs']} "
+            f"epochs, held-out R@1 {100 * r1:.1f} %, temperature {record['temperature']:g}); "
+            f"cache {record['cache']}"
+        )
+    for column, probe in (probes or {}).items():
+        lines.append(
+            f"  teachers: tags {column!r} from an {IMAGE_TEACHER} linear probe ({probe['epochs']} epochs, "
+            f"weight decay {probe['weight_decay']:g}), out-of-fold accuracy "
+            f"{100 * probe['out_of_fold_acc']:.1f} %"
+        )
     return targets, lines
 
 

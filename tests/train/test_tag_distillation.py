@@ -1,0 +1,136 @@
+"""Tag distillation (``--teachers tags``, the ``kd_tags`` loss): the ImageNet teacher's linear probe
+(held-out slice, softmax regression, selection), its out-of-fold probabilities, the loss, the
+config's checks, and a fine-tuning run with the real teacher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mvlt.model import LossWeights, create_model
+from mvlt.model.objectives import tag_distillation
+from mvlt.train import ConfigError, TrainConfig, train
+from mvlt.train.teachers.distill import TeacherTargets
+from mvlt.train.teachers.probe import (
+    EPOCHS,
+    WEIGHT_DECAYS,
+    choose,
+    fit_probe,
+    held_out,
+    out_of_fold_probabilities,
+)
+from mvlt.train.teachers.sources import parse_sources
+
+from .helpers import tiny_config
+from .test_tag_heads import shop  # noqa: F401 (the fixture)
+from .test_teachers import teacher_packages
+
+KD_TAGS = LossWeights(itc=0, mir=0, itm=0, mlm=0, category=0, subcategory=0, kd_tags=1)
+
+
+def blobs(n: int, classes: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` rows of 16-d features around one centre per class: a separable problem."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, 16, generator=generator) * 3
+    y = torch.randint(0, classes, (n,), generator=generator)
+    return centres[y] + torch.randn(n, 16, generator=generator), y
+
+
+# ------------------------------------------------------------------------------------- the probe
+def test_held_out_slice_is_stable_and_about_the_asked_share():
+    groups = [f"product-{i}" for i in range(2000)]
+    first, again = held_out(groups), held_out(list(reversed(groups)))
+    assert torch.equal(first, again.flip(0))
+    assert 0.12 < first.float().mean().item() < 0.18
+
+
+def test_probe_learns_a_separable_problem_and_selection_uses_the_held_out_rows():
+    x, y = blobs(600)
+    val = held_out([str(i) for i in range(600)])
+    epochs, weight_decay, held_out_acc = choose(x, y, val, 3, seed=0)
+    assert epochs in EPOCHS and weight_decay in WEIGHT_DECAYS
+    assert held_out_acc > 0.9
+    fitted = fit_probe(x, y, 3, epochs, weight_decay, seed=0)[epochs]
+    with torch.no_grad():
+        assert (fitted(x).argmax(-1) == y).float().mean() > 0.9
+
+
+def test_out_of_fold_probabilities_never_come_from_a_probe_that_saw_the_row():
+    # Labels that the features cannot predict: a probe that had fitted a row would recall its label
+    # (64-d, 200 rows: memorisable); out of fold, accuracy stays near chance.
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(200, 64, generator=generator), torch.randint(0, 2, (200,), generator=generator)
+    groups = [f"p{i}" for i in range(200)]
+    probabilities, record = out_of_fold_probabilities(x, y, 2, groups, seed=0)
+    assert record["out_of_fold_acc"] < 0.65
+    assert torch.allclose(probabilities.sum(-1), torch.ones(200))
+    # A separable problem is learned out of fold, and unlabelled rows are predicted, not fitted.
+    x, y = blobs(400)
+    y[:40] = -1
+    probabilities, record = out_of_fold_probabilities(x, y, 3, [f"p{i}" for i in range(400)], seed=0)
+    _, truth = blobs(400)
+    assert record["out_of_fold_acc"] > 0.9
+    assert (probabilities[:40].argmax(-1) == truth[:40]).float().mean() > 0.9
+    with pytest.raises(ValueError, match="folds"):
+        out_of_fold_probabilities(x, y, 3, [f"p{i}" for i in range(400)], seed=0, folds=1)
+
+
+# -------------------------------------------------------------------------------------- the loss
+def test_tag_distillation_is_zero_on_the_teacher_and_checks_its_targets():
+    target = torch.softmax(torch.randn(5, 4), -1)
+    assert tag_distillation({"colour": target.log()}, {"colour": target}) < 1e-6
+    assert tag_distillation({"colour": torch.zeros(5, 4)}, {"colour": target}) > 0
+    with pytest.raises(ValueError, match="'pattern'"):
+        tag_distillation({"pattern": torch.zeros(5, 4)}, {"colour": target})
+    with pytest.raises(ValueError, match="do not match"):
+        tag_distillation({"colour": torch.zeros(5, 3)}, {"colour": target})
+
+
+def test_model_distils_tag_probabilities_into_the_image_heads_and_names_missing_targets():
+    torch.manual_seed(0)
+    model = create_model("mvlt_nano", image_size=64, vocab_size=50, tag_classes={"colour": 4, "pattern": 3})
+    batch = {
+        "images": torch.rand(6, 3, 64, 64),
+        "input_ids": torch.randint(5, 50, (6, 7)),
+        "index": torch.arange(6),
+    }
+    with pytest.raises(ValueError, match="target_tags"):
+        model.forward_loss(batch, KD_TAGS)
+    tags = {"colour": torch.softmax(torch.randn(6, 4), -1), "pattern": torch.softmax(torch.randn(6, 3), -1)}
+    losses = model.forward_loss(TeacherTargets(tags=tags).attach(batch), KD_TAGS)
+    assert set(losses) == {"kd_tags", "total"}  # no labels needed: every row is taught
+    with torch.no_grad():
+        expected = tag_distillation(model.tag_logits(batch["images"]), tags)
+    assert torch.allclose(losses["kd_tags"], expected, atol=1e-5)
+    losses["total"].backward()
+    assert model.stages[0].patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------------ the config
+def test_tags_source_needs_tag_heads_and_is_not_part_of_all():
+    assert "tags" not in parse_sources("all") and parse_sources("all,tags")[-1] == "tags"
+    with pytest.raises(ConfigError, match="--labels"):
+        TrainConfig(teachers="tags").validate()
+    config = TrainConfig(task="finetune", init="x", labels=["colour"], teachers="tags")
+    assert config.resolved_loss_weights()["kd_tags"] == 1.0
+    with pytest.raises(ConfigError, match="kd_tags"):  # switched off by the objectives: refused
+        TrainConfig(
+            task="finetune", init="x", labels=["colour"], teachers="tags", objectives=["tags"]
+        ).validate()
+
+
+def test_a_finetuning_run_learns_the_teachers_tag_probabilities(tmp_path: Path, shop: Path, pretrained: Path):  # noqa: F811
+    teacher_packages()
+    config = tiny_config(
+        tmp_path / "ft", None, task="finetune", init=str(pretrained), data=str(shop), data_options={},
+        image_size=None, labels=["colour", "pattern"], steps=2, teachers="tags",
+        teacher_cache=str(tmp_path / "cache"),
+    )  # fmt: skip
+    result = train(config)
+    assert {"tags", "kd_tags"} <= set(result.losses)
+    log = (tmp_path / "ft" / "train.log").read_text()
+    assert "tags 'colour' from an efficientnet-lite0 linear probe" in log.lower()
+    assert "tags 'pattern'" in log and "out-of-fold accuracy" in log
+    assert "fitted in" not in log  # no teacher pair: kd_tags needs only the image features
