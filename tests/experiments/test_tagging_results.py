@@ -1,5 +1,5 @@
 """The tagging figures of ``docs/RESULTS.md`` are the kept evaluations in
-``docs/results/tagging-teachers/`` and ``docs/results/tagging-distilled/``: each selection's test
+``docs/results/tagging-teachers/``, ``tagging-distilled/`` and ``tagging-probe/``: each selection's test
 scores, image only and image + text, and the frozen ImageNet probe, each against the majority class;
 each test-scored checkpoint is the best mean validation accuracy of the runs it was chosen among."""
 
@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 KEPT = ROOT / "docs" / "results" / "tagging-teachers"
 DISTILLED = ROOT / "docs" / "results" / "tagging-distilled"
+PROBE = ROOT / "docs" / "results" / "tagging-probe"
 COLUMNS = ("colour", "pattern", "garment_group", "index_group")
 
 
@@ -58,3 +59,16 @@ def test_results_md_quotes_the_distilled_selection():
     for column in COLUMNS:
         sources = ("majority", "finetuned", "finetuned_image_text", "zeroshot")
         assert " | ".join(cell(test, column, s) for s in sources) in text, column
+
+
+def test_the_repaired_probe_runs_did_not_displace_the_selection_and_are_quoted():
+    runs = sorted(PROBE.glob("val-*-step-*.json"))
+    assert len(runs) == 3  # one 3,000-step run
+    every = [*runs, *DISTILLED.glob("val-*-step-*.json"), *KEPT.glob("val-*-step-*.json")]
+    assert not (PROBE / "test-selected.json").exists()  # nothing new was better on validation
+    assert_selected(every, DISTILLED / "test-selected.json")
+    text = (ROOT / "docs" / "RESULTS.md").read_text().replace("**", "")
+    before = mean_val_accuracy(DISTILLED / "val-aug-kdimg-kdtags-step-0003000.json")
+    assert f"{100 * mean_val_accuracy(runs[-1]):.2f} against {100 * before:.2f}" in text
+    probe = json.loads((PROBE / "test-frozen-imagenet-probe.json").read_text())["metrics"]
+    assert " | ".join(cell(probe, column, "probe") for column in COLUMNS) in text

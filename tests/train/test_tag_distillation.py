@@ -4,6 +4,7 @@ config's checks, and a fine-tuning run with the real teacher."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,7 @@ from mvlt.model.objectives import tag_distillation
 from mvlt.train import ConfigError, TrainConfig, train
 from mvlt.train.teachers.distill import TeacherTargets
 from mvlt.train.teachers.probe import (
-    EPOCHS,
-    WEIGHT_DECAYS,
+    L2_GRID,
     choose,
     fit_probe,
     held_out,
@@ -46,15 +46,39 @@ def test_held_out_slice_is_stable_and_about_the_asked_share():
     assert 0.12 < first.float().mean().item() < 0.18
 
 
+def test_held_out_slice_survives_a_val_split_cut_by_the_plain_hash_and_empty_is_refused():
+    # make_val_slice.py moves the products whose plain SHA-1 bucket is < 15 to "val": the probe's
+    # own slice must not be those same products, or the training rows would hold none of it.
+    groups = [f"{i:06d}" for i in range(3000)]
+    remaining = [g for g in groups if int(hashlib.sha1(g.encode()).hexdigest(), 16) % 100 >= 15]
+    assert 0.12 < held_out(remaining).float().mean().item() < 0.18
+    x, y = blobs(50)
+    with pytest.raises(ValueError, match="0 of 50 rows held out"):
+        choose(x, y, torch.zeros(50, dtype=torch.bool), 3)
+
+
 def test_probe_learns_a_separable_problem_and_selection_uses_the_held_out_rows():
     x, y = blobs(600)
     val = held_out([str(i) for i in range(600)])
-    epochs, weight_decay, held_out_acc = choose(x, y, val, 3, seed=0)
-    assert epochs in EPOCHS and weight_decay in WEIGHT_DECAYS
-    assert held_out_acc > 0.9
-    fitted = fit_probe(x, y, 3, epochs, weight_decay, seed=0)[epochs]
+    l2, held_out_acc = choose(x, y, val, 3)
+    assert l2 in L2_GRID and held_out_acc > 0.9
+    fitted = fit_probe(x, y, 3, l2)
     with torch.no_grad():
         assert (fitted(x).argmax(-1) == y).float().mean() > 0.9
+
+
+def test_probe_reaches_the_regularised_optimum_and_l2_shrinks_the_weights():
+    # Full-batch L-BFGS converges: the penalised objective's gradient vanishes at the fit, and
+    # a warm start lands on the same optimum (the objective is strictly convex).
+    x, y = blobs(300, classes=4, seed=2)
+    probes = {l2: fit_probe(x, y, 4, l2) for l2 in (1.0, 1e-3)}
+    for l2, probe in probes.items():
+        loss = torch.nn.functional.cross_entropy(probe(x), y) + 0.5 * l2 * probe.weight.pow(2).sum()
+        grads = torch.autograd.grad(loss, list(probe.parameters()))
+        assert max(float(g.abs().max()) for g in grads) < 1e-3
+    assert probes[1.0].weight.norm() < 0.5 * probes[1e-3].weight.norm()
+    warm = fit_probe(x, y, 4, 1.0, start=probes[1e-3])
+    assert torch.allclose(warm.weight, probes[1.0].weight, atol=1e-3)
 
 
 def test_out_of_fold_probabilities_never_come_from_a_probe_that_saw_the_row():
@@ -63,18 +87,18 @@ def test_out_of_fold_probabilities_never_come_from_a_probe_that_saw_the_row():
     generator = torch.Generator().manual_seed(1)
     x, y = torch.randn(200, 64, generator=generator), torch.randint(0, 2, (200,), generator=generator)
     groups = [f"p{i}" for i in range(200)]
-    probabilities, record = out_of_fold_probabilities(x, y, 2, groups, seed=0)
+    probabilities, record = out_of_fold_probabilities(x, y, 2, groups)
     assert record["out_of_fold_acc"] < 0.65
     assert torch.allclose(probabilities.sum(-1), torch.ones(200))
     # A separable problem is learned out of fold, and unlabelled rows are predicted, not fitted.
     x, y = blobs(400)
     y[:40] = -1
-    probabilities, record = out_of_fold_probabilities(x, y, 3, [f"p{i}" for i in range(400)], seed=0)
+    probabilities, record = out_of_fold_probabilities(x, y, 3, [f"p{i}" for i in range(400)])
     _, truth = blobs(400)
     assert record["out_of_fold_acc"] > 0.9
     assert (probabilities[:40].argmax(-1) == truth[:40]).float().mean() > 0.9
     with pytest.raises(ValueError, match="folds"):
-        out_of_fold_probabilities(x, y, 3, [f"p{i}" for i in range(400)], seed=0, folds=1)
+        out_of_fold_probabilities(x, y, 3, [f"p{i}" for i in range(400)], folds=1)
 
 
 # -------------------------------------------------------------------------------------- the loss
@@ -134,3 +158,27 @@ def test_a_finetuning_run_learns_the_teachers_tag_probabilities(tmp_path: Path, 
     assert "tags 'colour' from an efficientnet-lite0 linear probe" in log.lower()
     assert "tags 'pattern'" in log and "out-of-fold accuracy" in log
     assert "fitted in" not in log  # no teacher pair: kd_tags needs only the image features
+
+
+def test_a_second_run_reads_the_fitted_tag_targets_from_the_cache(
+    tmp_path: Path,
+    shop: Path,  # noqa: F811
+    pretrained: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    teacher_packages()
+    config = dict(
+        task="finetune", init=str(pretrained), data=str(shop), data_options={}, image_size=None,
+        labels=["colour"], steps=1, teachers="tags", teacher_cache=str(tmp_path / "cache"),
+    )  # fmt: skip
+    train(tiny_config(tmp_path / "first", None, **config))
+    assert len(list((tmp_path / "cache").glob("tags-*/probabilities.safetensors"))) == 1
+
+    def refit(*args, **kwargs):
+        raise AssertionError("the probe was fitted again")
+
+    monkeypatch.setattr("mvlt.train.teachers.distill.out_of_fold_probabilities", refit)
+    train(tiny_config(tmp_path / "second", None, **config))
+    first, second = ((tmp_path / run / "train.log").read_text() for run in ("first", "second"))
+    line = next(x for x in first.splitlines() if "tags 'colour'" in x)
+    assert line in second.splitlines()

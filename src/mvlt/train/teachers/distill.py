@@ -13,26 +13,29 @@ four, and ``tags``):
 
 The teacher pair (:mod:`.dual`) is fitted on the run's own training rows, in the model's ITC
 width, so its embeddings are targets in the model's own space. Features and the fitted pair are
-cached (:mod:`.features`); a resumed run finds them there.
+cached (:mod:`.features`), and so are the tag probes' probabilities; a resumed run finds them there.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from ...data.columns import catalogue_columns
 from ...data.labels import LabelMaps
+from ...fileio import atomic_write, atomic_write_text
 from ..distributed import Runtime, barrier
 from .dual import DualEncoder, fit_dual_encoder
 from .features import catalogue_fingerprint, default_cache_dir, teacher_features
 from .models import IMAGE_TEACHER, TEXT_TEACHER, TextTeacher, check_vocabulary, require_teachers
-from .probe import out_of_fold_probabilities
+from .probe import PROBE_VERSION, out_of_fold_probabilities
 from .sources import PAIR_LOSSES
 
 
@@ -90,12 +93,13 @@ def teacher_targets(
 def tag_targets(
     catalogue: Any,
     label_maps: LabelMaps,
-    seed: int,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Per tag column of ``label_maps``, ``N x classes`` probabilities of every row of ``catalogue``
-    from the image teacher's out-of-fold linear probe (:mod:`.probe`), and a record per column."""
+    from the image teacher's out-of-fold linear probe (:mod:`.probe`), and a record per column.
+    Cached per column (features, labels and probe version in the key): a resumed run, another
+    rank or a second recipe on the same rows reads them instead of re-fitting."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     features = teacher_features(catalogue, cache, progress=progress)["image"]
     columns = label_maps.tag_columns
@@ -103,9 +107,22 @@ def tag_targets(
     groups = list(getattr(catalogue, "groups", None) or catalogue.product_ids)
     targets, records = {}, {}
     for column in columns:
-        ids = {name: i for i, name in enumerate(label_maps.tag_names(column))}
+        names = label_maps.tag_names(column)
+        ids = {name: i for i, name in enumerate(names)}
         labels = torch.tensor([ids.get(v, -1) for v in values[column]])
-        targets[column], records[column] = out_of_fold_probabilities(features, labels, len(ids), groups, seed)
+        digest = hashlib.sha256(f"{PROBE_VERSION}/{column}/{names}/{groups}".encode())
+        for part in (features, labels):
+            digest.update(part.numpy().tobytes())
+        fitted = cache / f"tags-{digest.hexdigest()[:24]}"
+        if (fitted / "record.json").is_file():
+            targets[column] = load_file(str(fitted / "probabilities.safetensors"))["probabilities"]
+            records[column] = json.loads((fitted / "record.json").read_text(encoding="utf-8"))
+            continue
+        targets[column], records[column] = out_of_fold_probabilities(features, labels, len(ids), groups)
+        fitted.mkdir(parents=True, exist_ok=True)
+        tensors = {"probabilities": targets[column].contiguous()}
+        atomic_write(fitted / "probabilities.safetensors", lambda tmp, t=tensors: save_file(t, str(tmp)))
+        atomic_write_text(fitted / "record.json", json.dumps(records[column], indent=2) + "\n")
     return targets, records
 
 
@@ -161,7 +178,7 @@ def setup_teachers(
                 )
             if tags:
                 targets.tags, probes = tag_targets(
-                    catalogue, model.label_maps, config.seed, config.teacher_cache, runtime.is_main
+                    catalogue, model.label_maps, config.teacher_cache, runtime.is_main
                 )
         barrier(runtime)
     if record is not None:
@@ -173,8 +190,8 @@ def setup_teachers(
         )
     for column, probe in (probes or {}).items():
         lines.append(
-            f"  teachers: tags {column!r} from an {IMAGE_TEACHER} linear probe ({probe['epochs']} epochs, "
-            f"weight decay {probe['weight_decay']:g}), out-of-fold accuracy "
+            f"  teachers: tags {column!r} from an {IMAGE_TEACHER} linear probe (L2 {probe['l2']:g}), "
+            f"out-of-fold accuracy "
             f"{100 * probe['out_of_fold_acc']:.1f} %"
         )
     return targets, lines
