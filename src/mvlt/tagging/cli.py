@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from ..exits import ERRORS, UsageError, count_arg, fail, positive_float_arg
+from ..exits import ERRORS, UsageError, check_number, count_arg, fail, positive_float_arg
+from .neighbours import DEFAULT_K, DEFAULT_TEMPERATURE, DEFAULT_WEIGHT
 from .vocabulary import DEFAULT_TEMPLATE
 
 log = logging.getLogger("mvlt.tagging")
@@ -28,7 +29,10 @@ EVALUATE_FLAGS = (
     "device", "no_progress",
 )  # fmt: skip
 """The ``mvlt evaluate`` options that apply to ``--task tagging`` (by dest); any other given is exit 2."""
-TAGGING_FLAGS = ("zero_shot", "prompt", "temperature", "top_k")
+TAGGING_FLAGS = (
+    "zero_shot", "prompt", "temperature", "top_k", "neighbours", "neighbours_split", "neighbours_k",
+    "neighbours_temperature", "neighbour_weight",
+)  # fmt: skip
 """What :func:`add_vocabulary_flags` adds (by dest): only for ``--task tagging``."""
 
 
@@ -110,6 +114,31 @@ def add_vocabulary_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -
         help="softmax temperature of the cosines (default: the checkpoint's ITC temperature)",
     )
     p.add_argument("--top-k", type=count_arg, default=3, help="labels kept per attribute (default 3)")
+    p.add_argument(
+        "--neighbours",
+        default=None,
+        metavar="MANIFEST",
+        help="a labelled catalogue whose photos vote for the head columns' tags: each photo's k most "
+        "similar (image pass, cosine) vote, blended with the heads (source fine-tuned+neighbours)",
+    )
+    p.add_argument(
+        "--neighbours-split", default="train", help="the split of --neighbours that votes (default train)"
+    )
+    p.add_argument(
+        "--neighbours-k", type=count_arg, default=DEFAULT_K, help=f"photos that vote (default {DEFAULT_K})"
+    )
+    p.add_argument(
+        "--neighbours-temperature",
+        type=positive_float_arg,
+        default=DEFAULT_TEMPERATURE,
+        help=f"the votes' weights are softmax(cosine / this) (default {DEFAULT_TEMPERATURE})",
+    )
+    p.add_argument(
+        "--neighbour-weight",
+        type=float,
+        default=DEFAULT_WEIGHT,
+        help=f"the votes' share of the blend, in [0, 1] (default {DEFAULT_WEIGHT}; 1: the votes alone)",
+    )
 
 
 def extend_evaluate(parser: argparse.ArgumentParser) -> None:
@@ -152,21 +181,44 @@ def _run_task(args: argparse.Namespace, tasks: list[str], flags: dict[str, tuple
         ]  # fmt: skip
         if other:
             raise UsageError(f"{', '.join(other)}: does not apply to --task tagging")
-        spec = _evaluation_flags(args.out, args.zero_shot, args.prompt)
+        spec = _evaluation_flags(args)
         progress = not args.no_progress and sys.stderr.isatty()
         return _evaluate(_options(args, spec, progress, args.device, args.precision))
     except ERRORS as err:
         return fail("evaluate", err)
 
 
-def _evaluation_flags(out: Path, zero_shot: list[str], prompt: str) -> Any:
-    """An evaluation's ``--out`` (a folder) and ``--zero-shot`` / ``--prompt``; the parsed spec."""
+def _evaluation_flags(args: argparse.Namespace) -> Any:
+    """An evaluation's ``--out`` (a folder), ``--zero-shot`` / ``--prompt`` and neighbours; the
+    parsed spec."""
     from .vocabulary import check_template, parse_specs
 
+    out = args.out
     if out.suffix.lower() in (".jsonl", ".ndjson", ".csv") or out.is_file():
         raise UsageError(f"--out {out}: an evaluation's --out is a folder (metrics.json, report.html, ...)")
-    check_template(prompt)
-    return parse_specs(zero_shot) if zero_shot else None
+    check_template(args.prompt)
+    _check_neighbour_flags(args)
+    return parse_specs(args.zero_shot) if args.zero_shot else None
+
+
+NEIGHBOUR_SETTINGS = {
+    "neighbours_split": ("--neighbours-split", "train"),
+    "neighbours_k": ("--neighbours-k", DEFAULT_K),
+    "neighbours_temperature": ("--neighbours-temperature", DEFAULT_TEMPERATURE),
+    "neighbour_weight": ("--neighbour-weight", DEFAULT_WEIGHT),
+}
+
+
+def _check_neighbour_flags(args: argparse.Namespace) -> None:
+    check_number("--neighbour-weight", args.neighbour_weight, "fraction")
+    if args.neighbours is None:
+        given = [
+            flag for dest, (flag, default) in NEIGHBOUR_SETTINGS.items() if getattr(args, dest) != default
+        ]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only with --neighbours MANIFEST")
+    if args.neighbours is not None and not Path(args.neighbours).is_file():
+        raise FileNotFoundError(f"--neighbours {args.neighbours}: no such manifest")
 
 
 def check_flags(args: argparse.Namespace) -> Any:
@@ -177,7 +229,8 @@ def check_flags(args: argparse.Namespace) -> Any:
     if args.evaluate:
         if args.data is None:
             raise UsageError("--evaluate scores tags against a catalogue's columns: give --data MANIFEST")
-        return _evaluation_flags(args.out, args.zero_shot, args.prompt)
+        return _evaluation_flags(args)
+    _check_neighbour_flags(args)
     try:
         output_format(args.out)
     except ValueError as err:
@@ -224,6 +277,8 @@ def _options(args: argparse.Namespace, spec: Any, progress: bool, device: str, p
         prompt=args.prompt, temperature=args.temperature, top_k=args.top_k,
         batch_size=args.batch_size or 32, limit=getattr(args, "limit", None),
         skip_bad_rows=args.skip_bad_rows, device=device, precision=precision, progress=progress,
+        neighbours=args.neighbours, neighbours_split=args.neighbours_split, neighbours_k=args.neighbours_k,
+        neighbours_temperature=args.neighbours_temperature, neighbour_weight=args.neighbour_weight,
     )  # fmt: skip
 
 
@@ -244,6 +299,7 @@ def _evaluate(options: Any) -> int:
 def _tag(args: argparse.Namespace, spec: Any, progress: bool) -> dict[str, Any]:
     from ..data.columns import catalogue_columns
     from ..runtime import resolve_device, resolve_precision
+    from .neighbours import open_neighbours
     from .run import load_model, tag_photos, write_tags
     from .sources import CataloguePhotos, PhotoFolder
     from .tagger import Tagger
@@ -252,16 +308,24 @@ def _tag(args: argparse.Namespace, spec: Any, progress: bool) -> dict[str, Any]:
     catalogue = None if source is not None else _open(args)
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision or ("fp32" if device.type == "cpu" else "auto"), device)
-    model, _ = load_model(args.checkpoint, device, zero_shot=spec is not None)
+    model, heads = load_model(args.checkpoint, device, zero_shot=spec is not None)
     vocabulary = None
     if spec is not None:
         column_labels = {}
         if catalogue is not None and spec.columns:
             column_labels = catalogue_columns(catalogue, spec.columns).labels
         vocabulary = {a: spec.labels.get(a) or column_labels[a] for a in spec.attributes}
+    neighbours = None
+    if args.neighbours is not None:
+        neighbours = open_neighbours(
+            model, heads, args.neighbours, args.neighbours_split, k=args.neighbours_k,
+            temperature=args.neighbours_temperature, batch_size=args.batch_size, device=device,
+            autocast=precision.autocast, skip_bad_rows=args.skip_bad_rows, progress=progress,
+        )  # fmt: skip
     tagger = Tagger(
-        model, vocabulary, template=args.prompt, temperature=args.temperature, autocast=precision.autocast
-    )
+        model, vocabulary, template=args.prompt, temperature=args.temperature, autocast=precision.autocast,
+        neighbours=neighbours, neighbour_weight=args.neighbour_weight,
+    )  # fmt: skip
     if source is None:
         source = CataloguePhotos(catalogue)
     run = tag_photos(

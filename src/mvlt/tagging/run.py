@@ -1,7 +1,7 @@
 """Tag a folder or catalogue batch by batch, and write the tags as JSONL or CSV.
 
-Photos are decoded and prepared on the way (the same ``prepare_image`` as training and search);
-an unreadable one stops the run naming it, or is skipped and counted (``skip_bad_rows``).
+Photos are decoded and prepared on the way (:func:`.sources.prepared_batches`); an unreadable one
+stops the run naming it, or is skipped and counted (``skip_bad_rows``).
 """
 
 from __future__ import annotations
@@ -9,33 +9,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from PIL import Image
-from tqdm.auto import tqdm
 
 from ..data.batches import encode_texts
-from ..data.errors import DataError, SkipLog, handle_bad_row
-from ..data.images import prepare_image
+from ..data.errors import SkipLog
 from ..fileio import atomic_write_text
-from .sources import Photo
+from .sources import Photo, PhotoSource, prepared_batches
 from .tagger import IMAGE, IMAGE_TEXT, Tagger, merge
 from .zeroshot import ImageTags
 
 OUTPUT_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
-
-
-class PhotoSource(Protocol):
-    source: str
-    photos: list[Photo]
-
-    def load(self, photo: Photo) -> Image.Image: ...
 
 
 @dataclass
@@ -93,35 +81,19 @@ def tag_photos(
     as well (:attr:`TaggedPhoto.with_text`), in the same image pass."""
     photos = source.photos[:limit] if limit is not None else source.photos
     run = TagRun()
-
-    def prepared(photo: Photo) -> torch.Tensor | DataError:
-        try:
-            return prepare_image(source.load(photo), image_size)
-        except DataError as err:
-            return err
-
-    bar = tqdm(total=len(photos), unit="photo", desc="tagging", disable=not progress)
-    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
-        for at in range(0, len(photos), batch_size):
-            batch = photos[at : at + batch_size]
-            chunk, pixels = [], []
-            for photo, image in zip(batch, pool.map(prepared, batch)):
-                if isinstance(image, DataError):
-                    handle_bad_row(image, skip_bad_rows, run.skips)
-                    continue
-                chunk.append(photo)
-                pixels.append(image)
-            if chunk:
-                tokens = None
-                if texts is not None:
-                    batch_texts = encode_texts(tagger.model.tokenizer, [texts(p) for p in chunk])
-                    tokens = (batch_texts["input_ids"].to(device), batch_texts["attention_mask"].to(device))
-                tags = tagger.tag_modes(torch.stack(pixels).to(device), tokens, top_k)
-                run.tagged.extend(
-                    TaggedPhoto(p, t[IMAGE], tagger.sources, t.get(IMAGE_TEXT)) for p, t in zip(chunk, tags)
-                )
-            bar.update(len(batch))
-    bar.close()
+    batches = prepared_batches(
+        source, photos, image_size=image_size, batch_size=batch_size, skips=run.skips,
+        skip_bad_rows=skip_bad_rows, progress=progress,
+    )  # fmt: skip
+    for chunk, pixels in batches:
+        tokens = None
+        if texts is not None:
+            batch_texts = encode_texts(tagger.model.tokenizer, [texts(p) for p in chunk])
+            tokens = (batch_texts["input_ids"].to(device), batch_texts["attention_mask"].to(device))
+        tags = tagger.tag_modes(pixels.to(device), tokens, top_k)
+        run.tagged.extend(
+            TaggedPhoto(p, t[IMAGE], tagger.sources, t.get(IMAGE_TEXT)) for p, t in zip(chunk, tags)
+        )
     return run
 
 

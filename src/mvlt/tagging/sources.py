@@ -7,14 +7,19 @@ A photo that cannot be read stops the command with its file (and row) named, or 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
-from ..data.errors import DataError
-from ..data.images import ImageLoadError, load_image
+from ..data.errors import DataError, SkipLog, handle_bad_row
+from ..data.images import ImageLoadError, load_image, prepare_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -68,3 +73,48 @@ class CataloguePhotos:
     def load(self, photo: Photo) -> Image.Image:
         assert photo.row is not None
         return self.catalogue.load_image(photo.row)  # a bad image raises DataError naming its row
+
+
+class PhotoSource(Protocol):
+    source: str
+    photos: list[Photo]
+
+    def load(self, photo: Photo) -> Image.Image: ...
+
+
+def prepared_batches(
+    source: PhotoSource,
+    photos: Sequence[Photo],
+    *,
+    image_size: int,
+    batch_size: int,
+    skips: SkipLog,
+    skip_bad_rows: bool = False,
+    progress: bool = False,
+    desc: str = "tagging",
+) -> Iterator[tuple[list[Photo], torch.Tensor]]:
+    """``photos`` decoded and prepared (the same ``prepare_image`` as training and search),
+    ``batch_size`` at a time, as (the photos read, ``B x 3 x S x S``). An unreadable photo stops
+    the run naming it, or with ``skip_bad_rows`` is counted in ``skips``."""
+
+    def prepared(photo: Photo) -> torch.Tensor | DataError:
+        try:
+            return prepare_image(source.load(photo), image_size)
+        except DataError as err:
+            return err
+
+    bar = tqdm(total=len(photos), unit="photo", desc=desc, disable=not progress)
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:  # decoding releases the GIL
+        for at in range(0, len(photos), batch_size):
+            batch = photos[at : at + batch_size]
+            chunk, pixels = [], []
+            for photo, image in zip(batch, pool.map(prepared, batch)):
+                if isinstance(image, DataError):
+                    handle_bad_row(image, skip_bad_rows, skips)
+                    continue
+                chunk.append(photo)
+                pixels.append(image)
+            if chunk:
+                yield chunk, torch.stack(pixels)
+            bar.update(len(batch))
+    bar.close()

@@ -11,6 +11,11 @@ is the checkpoint's text tag heads, trained on the text-only pass beside the ima
 fine-tuned experts. For the zero-shot source, and for a checkpoint fine-tuned before text heads
 existed, it is zero-shot: the description's ITC embedding against each label's (ITC heads needed).
 Reading text always needs the tokenizer.
+
+With a :class:`~.neighbours.Neighbours` memory (a labelled catalogue's photos), the head columns
+gain two sources: ``neighbours`` (the nearest photos' votes alone) and ``fine-tuned+neighbours``
+(the heads' probabilities and the votes, mixed by ``neighbour_weight``), the one their tags are
+reported from. Their image + text is the fine-tuned source's text evidence over the same labels.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from typing import Any
 
 import torch
 
+from .neighbours import DEFAULT_WEIGHT, Neighbours
 from .vocabulary import DEFAULT_TEMPLATE
 from .zeroshot import ImageTags, ZeroShotTagger, top_tags
 
 FINE_TUNED, ZERO_SHOT = "fine-tuned", "zero-shot"
-SOURCES = (FINE_TUNED, ZERO_SHOT)
+NEIGHBOURS, BLENDED = "neighbours", "fine-tuned+neighbours"
+SOURCES = (FINE_TUNED, NEIGHBOURS, BLENDED, ZERO_SHOT)
+HEAD_LABELLED = (FINE_TUNED, NEIGHBOURS, BLENDED)
+"""The sources over the tag heads' labels, which share the fine-tuned source's text evidence."""
 IMAGE, IMAGE_TEXT = "image", "image+text"
 MODES = (IMAGE, IMAGE_TEXT)
 """What a tag is read from: the photo alone (the default everywhere), or the photo and its text."""
@@ -46,7 +55,8 @@ def head_labels(model: Any) -> dict[str, list[str]]:
 
 
 class Tagger:
-    """Tags from ``model``'s tag heads (unless ``heads=False``) and a zero-shot ``vocabulary``."""
+    """Tags from ``model``'s tag heads (unless ``heads=False``), a zero-shot ``vocabulary`` and,
+    for the head columns, the votes of a ``neighbours`` memory (mixed in by ``neighbour_weight``)."""
 
     def __init__(
         self,
@@ -57,8 +67,11 @@ class Tagger:
         template: str = DEFAULT_TEMPLATE,
         temperature: float | None = None,
         autocast: Callable[[], Any] | None = None,
+        neighbours: Neighbours | None = None,
+        neighbour_weight: float = DEFAULT_WEIGHT,
     ) -> None:
         self.model, self.template, self.temperature = model, template, temperature
+        self.neighbours, self.neighbour_weight = neighbours, neighbour_weight
         self.autocast = autocast or contextlib.nullcontext
         self._text_evidence: dict[str, ZeroShotTagger] = {}
         self.heads = head_labels(model) if heads else {}
@@ -77,9 +90,26 @@ class Tagger:
             )
         zero_shot = self.zero_shot.vocabulary if self.zero_shot is not None else {}
         self.vocabularies = {FINE_TUNED: self.heads, ZERO_SHOT: zero_shot}
+        if neighbours is not None:
+            self._check_neighbours(neighbours, neighbour_weight)
+            self.vocabularies |= {NEIGHBOURS: self.heads, BLENDED: self.heads}
         extra = {a: ZERO_SHOT for a in zero_shot if a not in self.heads}
-        self.sources = {**dict.fromkeys(self.heads, FINE_TUNED), **extra}
+        head_source = BLENDED if neighbours is not None else FINE_TUNED
+        self.sources = {**dict.fromkeys(self.heads, head_source), **extra}
         """Per attribute, the source of its tags in :meth:`tag`."""
+
+    def _check_neighbours(self, neighbours: Neighbours, weight: float) -> None:
+        if not self.heads:
+            raise ValueError(
+                "neighbours vote over the tag heads' labels, and this checkpoint has no tag heads"
+            )
+        if neighbours.labels != self.heads:
+            raise ValueError(
+                f"the neighbours' labels are not the tag heads' ({', '.join(neighbours.labels)} against "
+                f"{', '.join(self.heads)}): build them with the heads' labels (build_neighbours)"
+            )
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"neighbour weight {weight}: a mixing weight between 0 and 1")
 
     @property
     def attributes(self) -> list[str]:
@@ -114,6 +144,8 @@ class Tagger:
             if self.heads:
                 logits = self.model.tag_logits_from(pooled)
                 image[FINE_TUNED] = {c: logits[c].log_softmax(-1) for c in self.heads}
+                if self.neighbours is not None:
+                    image |= self._neighbour_sources(pooled, image[FINE_TUNED])
             if self.zero_shot is not None:
                 logits = self.zero_shot.logits_from(pooled)
                 image[ZERO_SHOT] = {a: v.log_softmax(-1) for a, v in logits.items()}
@@ -127,8 +159,19 @@ class Tagger:
                 }
         return out
 
+    def _neighbour_sources(self, pooled: torch.Tensor, heads: dict[str, torch.Tensor]) -> LogProbabilities:
+        """The neighbours' votes alone, and mixed with the heads' probabilities (log)."""
+        assert self.neighbours is not None
+        votes, w = self.neighbours.probabilities(pooled), self.neighbour_weight
+        return {
+            NEIGHBOURS: {c: votes[c].log() for c in self.heads},
+            BLENDED: {c: ((1 - w) * heads[c].float().exp() + w * votes[c]).log() for c in self.heads},
+        }
+
     def text_logits(self, source: str, texts: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per attribute of ``source``, ``B x labels`` logits of the text's evidence."""
+        if source in HEAD_LABELLED:
+            source = FINE_TUNED
         if source == FINE_TUNED and self.text_heads:
             with torch.inference_mode(), self.autocast():
                 return self.model.text_tag_logits(*texts)

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..data.columns import catalogue_columns
+from ..exits import UsageError
 from ..fileio import atomic_write_text
 from .evaluate import metric_name, score_tags, scorer_name, source_stat
+from .neighbours import DEFAULT_K, DEFAULT_TEMPERATURE, DEFAULT_WEIGHT, Neighbours, open_neighbours
 from .report import render_tagging_report
 from .run import TagRun, load_model, tag_photos, write_tags
 from .sources import CataloguePhotos
@@ -74,6 +76,11 @@ class TagEvalOptions:
     device: str = "cpu"
     precision: str | None = None
     progress: bool = False
+    neighbours: str | None = None
+    neighbours_split: str | None = "train"
+    neighbours_k: int = DEFAULT_K
+    neighbours_temperature: float = DEFAULT_TEMPERATURE
+    neighbour_weight: float = DEFAULT_WEIGHT
 
 
 @dataclass
@@ -102,9 +109,10 @@ def evaluate_tagging(options: TagEvalOptions) -> TagEvaluation:
     vocabulary = None
     if spec is not None:
         vocabulary = {a: spec.labels.get(a) or columns.labels[a] for a in spec.attributes}
+    neighbours = _neighbours(options, catalogue, model, heads, device, precision.autocast)
     tagger = Tagger(
         model, vocabulary, template=options.prompt, temperature=options.temperature,
-        autocast=precision.autocast,
+        autocast=precision.autocast, neighbours=neighbours, neighbour_weight=options.neighbour_weight,
     )  # fmt: skip
     source = CataloguePhotos(catalogue)
     run = tag_photos(
@@ -120,6 +128,27 @@ def evaluate_tagging(options: TagEvalOptions) -> TagEvaluation:
     atomic_write_text(options.out / "metrics.json", text)
     atomic_write_text(options.out / "report.html", render_tagging_report(metrics, protocol))
     return TagEvaluation(metrics, tagger.attributes, run, source.source)
+
+
+def _neighbours(
+    options: TagEvalOptions, catalogue: Any, model: Any, heads: dict, device: Any, autocast: Any
+) -> Neighbours | None:
+    """``--neighbours``' memory; refused when it is the split being scored (each photo would find
+    itself)."""
+    if options.neighbours is None:
+        return None
+    same_file = Path(options.neighbours).resolve() == Path(str(getattr(catalogue, "path", ""))).resolve()
+    if same_file and options.neighbours_split == getattr(catalogue, "split", None):
+        raise UsageError(
+            f"--neighbours {options.neighbours} --neighbours-split {options.neighbours_split}: the split "
+            "being scored cannot vote for its own tags; give the training split"
+        )
+    return open_neighbours(
+        model, heads, options.neighbours, options.neighbours_split, k=options.neighbours_k,
+        temperature=options.neighbours_temperature,
+        batch_size=options.batch_size, device=device, autocast=autocast,
+        skip_bad_rows=options.skip_bad_rows, progress=options.progress,
+    )  # fmt: skip
 
 
 def _score(
@@ -170,6 +199,7 @@ def _protocol(
         },
         "prompt": options.prompt if prompted else None,
         "temperature": _temperature(tagger, reads_text),
+        "neighbours": _neighbour_words(tagger),
         "image_size": int(tagger.model.config.image_size),
         "precision": precision,
         "labels": "fine-tuned: the head's labels (the training split's values); zero-shot: given with "
@@ -184,6 +214,20 @@ def _protocol(
 
         protocol["data"] = audit(catalogue)
     return protocol
+
+
+def _neighbour_words(tagger: Tagger) -> dict[str, Any] | None:
+    """What voted, and how (``protocol.neighbours``), when a memory was given."""
+    memory = tagger.neighbours
+    if memory is None:
+        return None
+    return {
+        "catalogue": memory.source, "photos": len(memory), "k": memory.k, "temperature": memory.temperature,
+        "weight": tagger.neighbour_weight,
+        "words": "neighbours: the k most similar photos of the catalogue (cosine of the image pass's "
+        "pooled features) vote for their labels with weights softmax(cosine / temperature); "
+        "fine-tuned+neighbours: (1 - weight) * the heads' probabilities + weight * the votes",
+    }  # fmt: skip
 
 
 def _temperature(tagger: Tagger, reads_text: bool) -> float | None:
