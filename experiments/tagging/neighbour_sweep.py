@@ -25,11 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mvlt.data.columns import catalogue_columns  # noqa: E402
-from mvlt.data.errors import SkipLog  # noqa: E402
 from mvlt.data.sources import open_catalogue  # noqa: E402
 from mvlt.model import MVLT  # noqa: E402
-from mvlt.tagging.neighbours import build_neighbours, label_targets  # noqa: E402
-from mvlt.tagging.sources import CataloguePhotos, prepared_batches  # noqa: E402
+from mvlt.tagging.neighbours import build_neighbours, catalogue_features, label_targets  # noqa: E402
 from mvlt.tagging.tagger import head_labels  # noqa: E402
 
 
@@ -39,19 +37,11 @@ def numbers(text: str, kind: type) -> list:
 
 def scored_split(model: MVLT, catalogue, heads: dict, batch_size: int) -> tuple[torch.Tensor, dict, dict]:
     """The split's pooled image features, the heads' probabilities and the label ids (-1: unscored)."""
-    photos = CataloguePhotos(catalogue)
-    pooled, rows = [], []
-    batches = prepared_batches(
-        photos, photos.photos, image_size=int(model.config.image_size), batch_size=batch_size, skips=SkipLog()
-    )
+    rows, features, _ = catalogue_features(model, catalogue, batch_size=batch_size)
     with torch.inference_mode():
-        for chunk, pixels in batches:
-            pooled.append(model.image_features(pixels).float())
-            rows.extend(int(p.row or 0) for p in chunk)
-        features = torch.cat(pooled)
         probabilities = {c: v.softmax(-1) for c, v in model.tag_logits_from(features).items()}
     values = catalogue_columns(catalogue, list(heads)).values
-    truth = {c: label_targets([values[c][r] for r in rows], heads[c])[0] for c in heads}
+    truth = {c: label_targets([values[c][r] for r in rows], heads[c]) for c in heads}
     return features, probabilities, truth
 
 
@@ -78,6 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if args.split == args.memory_split:
         p.exit(2, f"--split {args.split}: the scored split cannot also be the memory\n")
+    if not args.checkpoint.is_dir():
+        p.exit(2, f"--checkpoint {args.checkpoint}: no such checkpoint directory\n")
+    if not Path(args.data).is_file():
+        p.exit(2, f"--data {args.data}: no such manifest\n")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     model = MVLT.from_pretrained(args.checkpoint).eval()

@@ -36,3 +36,10 @@ def test_the_memory_cannot_be_the_scored_split(tmp_path: Path):
         neighbour_sweep.main(["--checkpoint", str(tmp_path), "--data", "x.csv", "--split", "train",
                               "--out", str(tmp_path / "o.json")])  # fmt: skip
     assert exit_.value.code == 2
+
+
+def test_a_missing_checkpoint_is_named(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        neighbour_sweep.main(["--checkpoint", str(tmp_path / "nope"), "--data", "x.csv", "--split", "val",
+                              "--out", str(tmp_path / "o.json")])  # fmt: skip
+    assert exit_.value.code == 2 and "nope: no such checkpoint directory" in capsys.readouterr().err

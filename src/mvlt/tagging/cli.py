@@ -210,15 +210,15 @@ NEIGHBOUR_SETTINGS = {
 
 
 def _check_neighbour_flags(args: argparse.Namespace) -> None:
+    """The neighbour settings are sane, given with ``--neighbours``, and its manifest is there."""
     check_number("--neighbour-weight", args.neighbour_weight, "fraction")
-    if args.neighbours is None:
-        given = [
-            flag for dest, (flag, default) in NEIGHBOUR_SETTINGS.items() if getattr(args, dest) != default
-        ]
-        if given:
-            raise UsageError(f"{', '.join(given)}: only with --neighbours MANIFEST")
-    if args.neighbours is not None and not Path(args.neighbours).is_file():
-        raise FileNotFoundError(f"--neighbours {args.neighbours}: no such manifest")
+    if args.neighbours is not None:
+        if not Path(args.neighbours).is_file():
+            raise FileNotFoundError(f"--neighbours {args.neighbours}: no such manifest")
+        return
+    given = [flag for dest, (flag, default) in NEIGHBOUR_SETTINGS.items() if getattr(args, dest) != default]
+    if given:
+        raise UsageError(f"{', '.join(given)}: only with --neighbours MANIFEST")
 
 
 def check_flags(args: argparse.Namespace) -> Any:

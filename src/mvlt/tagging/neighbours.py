@@ -12,6 +12,8 @@ memory is built from the catalogue at start-up, one image pass per photo.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,13 +59,14 @@ class Neighbours:
 
     def probabilities(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per column, ``B x labels`` vote shares of the ``k`` nearest photos to ``pooled``
-        (``B x D`` image-pass features); neighbours without a label in a column do not vote there."""
+        (``B x D`` image-pass features, on the memory's device); neighbours without a label in a
+        column do not vote there."""
         query = F.normalize(pooled.float(), dim=-1)
-        cosine, nearest = (query @ self.features.to(query.device).T).topk(min(self.k, len(self)), dim=1)
+        cosine, nearest = (query @ self.features.T).topk(min(self.k, len(self)), dim=1)
         weights = (cosine / self.temperature).softmax(dim=1)
         out = {}
         for column, names in self.labels.items():
-            target = self.targets[column].to(query.device)[nearest]
+            target = self.targets[column][nearest]
             votes = torch.zeros(len(query), len(names), device=query.device)
             votes.scatter_add_(1, target.clamp(min=0), weights * (target >= 0))
             votes += FLOOR
@@ -71,12 +74,37 @@ class Neighbours:
         return out
 
 
-def label_targets(values: Sequence[str], labels: Sequence[str]) -> tuple[torch.Tensor, int]:
-    """Each value's index in ``labels`` (-1 when empty or not a label), and how many non-empty
-    values were not labels."""
+def label_targets(values: Sequence[str], labels: Sequence[str]) -> torch.Tensor:
+    """Each value's index in ``labels`` (-1 when empty or not a label)."""
     index = {label: i for i, label in enumerate(labels)}
-    ids = [index.get(v, -1) for v in values]
-    return torch.tensor(ids, dtype=torch.long), sum(1 for v, i in zip(values, ids) if v and i < 0)
+    return torch.tensor([index.get(v, -1) for v in values], dtype=torch.long)
+
+
+def catalogue_features(
+    model: Any,
+    catalogue: Any,
+    *,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    autocast: Callable[[], Any] | None = None,
+    skip_bad_rows: bool = False,
+    progress: bool = False,
+) -> tuple[list[int], torch.Tensor, SkipLog]:
+    """The catalogue rows read, their ``N x D`` fp32 image-pass features (``model.image_features``,
+    on ``device``) and what was skipped: the memory's pass, and a scored split's."""
+    photos = CataloguePhotos(catalogue)
+    skips, rows, features = SkipLog(), [], []
+    batches = prepared_batches(
+        photos, photos.photos, image_size=int(model.config.image_size), batch_size=batch_size,
+        skips=skips, skip_bad_rows=skip_bad_rows, progress=progress, desc="image pass",
+    )  # fmt: skip
+    with torch.inference_mode(), (autocast or contextlib.nullcontext)():
+        for chunk, pixels in batches:
+            features.append(model.image_features(pixels.to(device)).float())
+            rows.extend(int(p.row or 0) for p in chunk)
+    if not rows:
+        raise ValueError(f"{photos.source}: no photo could be read")
+    return rows, torch.cat(features), skips
 
 
 def build_neighbours(
@@ -92,29 +120,20 @@ def build_neighbours(
     skip_bad_rows: bool = False,
     progress: bool = False,
 ) -> tuple[Neighbours, SkipLog]:
-    """Every photo of ``catalogue`` through ``model``'s image-only pass, with its values of the
-    ``labels`` columns (a column the catalogue lacks: a UsageError naming it), and what was skipped."""
-    import contextlib
-
+    """Every photo of ``catalogue`` through ``model``'s image-only pass (kept on ``device``), with
+    its values of the ``labels`` columns (a column the catalogue lacks: a UsageError naming it), and
+    what was skipped."""
     columns = catalogue_columns(catalogue, list(labels), "--neighbours")
-    photos = CataloguePhotos(catalogue)
-    skips, rows, features = SkipLog(), [], []
-    batches = prepared_batches(
-        photos, photos.photos, image_size=int(model.config.image_size), batch_size=batch_size,
-        skips=skips, skip_bad_rows=skip_bad_rows, progress=progress, desc="neighbours",
+    rows, features, skips = catalogue_features(
+        model, catalogue, batch_size=batch_size, device=device, autocast=autocast,
+        skip_bad_rows=skip_bad_rows, progress=progress,
     )  # fmt: skip
-    with torch.inference_mode(), (autocast or contextlib.nullcontext)():
-        for chunk, pixels in batches:
-            features.append(F.normalize(model.image_features(pixels.to(device)).float(), dim=-1).cpu())
-            rows.extend(int(p.row or 0) for p in chunk)
-    if not rows:
-        raise ValueError(f"--neighbours {photos.source}: no photo could be read")
-    targets = {}
-    for column, names in labels.items():
-        targets[column], _ = label_targets([columns.values[column][r] for r in rows], names)
-    memory = Neighbours(
-        torch.cat(features), {c: list(v) for c, v in labels.items()}, targets, photos.source, k, temperature
-    )
+    targets = {
+        column: label_targets([columns.values[column][r] for r in rows], names).to(features.device)
+        for column, names in labels.items()
+    }
+    labels = {c: list(v) for c, v in labels.items()}
+    memory = Neighbours(F.normalize(features, dim=-1), labels, targets, str(catalogue.source), k, temperature)
     return memory, skips
 
 
@@ -123,8 +142,6 @@ def open_neighbours(
 ) -> Neighbours:
     """The ``split`` of ``manifest`` as a memory over ``model``'s tag ``heads`` (column: labels;
     ``--neighbours``); a skipped photo is logged. ``options``: :func:`build_neighbours`'s."""
-    import logging
-
     from ..data.sources import open_catalogue
 
     if not heads:
