@@ -32,7 +32,8 @@ from mvlt.eval import EvalOptions, RetrievalProtocol, evaluate, names
 from mvlt.eval.curves import draw_curves
 from mvlt.eval.runner import CANDIDATES_NAME
 from mvlt.model import MVLT
-from mvlt.train import TrainConfig, train
+from mvlt.train import ConfigError, TrainConfig, train
+from mvlt.train.cli import parse_key_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HM_MANIFEST, machine
@@ -52,6 +53,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds-per-step", type=float, default=1.0, help="first guess of the step time")
     p.add_argument("--teachers", default=None, help="teacher sources, as mvlt pretrain --teachers")
     p.add_argument("--objectives", default=None, help="keep only these objectives (default: the recipe's)")
+    p.add_argument(
+        "--pair-head", action="store_true",
+        help="give the model a pair head (MVLTConfig.pair_head): kd_image / kd_text teach it, not ITC",
+    )  # fmt: skip
+    p.add_argument(
+        "--loss-weights", default=None, metavar="K=W,...",
+        help="objective weights, as mvlt pretrain --loss-weights (e.g. kd_image=20,kd_text=20)",
+    )  # fmt: skip
+    p.add_argument(
+        "--batch-groups", type=int, default=0, metavar="N",
+        help="batches of N-item blocks that share a sub-category (TrainConfig.batch_groups; 0: off)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/time-to-accuracy"))
@@ -71,6 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--redraw {path}: not a readable JSON file ({err})")
         if not isinstance(record, dict) or not record.get("points") or "target" not in record:
             p.error(f"--redraw {path}: not a time_to_accuracy result (no points or target)")
+    try:
+        items = [i for i in (args.loss_weights or "").split(",") if i.strip()]
+        args.loss_weights = parse_key_values(items, "--loss-weights", float)
+    except ConfigError as err:
+        p.error(str(err))
     for name in ("minutes", "eval_every", "target", "queries", "negatives", "seconds_per_step"):
         if not getattr(args, name) > 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
@@ -87,6 +105,8 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
         teachers=args.teachers.split(",") if args.teachers else None,
         objectives=args.objectives.split(",") if args.objectives else None,
         teacher_cache=str(args.out / "teacher-cache"),
+        model_overrides={"pair_head": True} if args.pair_head else {}, batch_groups=args.batch_groups,
+        loss_weights=args.loss_weights,
     )  # fmt: skip
 
 

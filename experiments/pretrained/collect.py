@@ -6,7 +6,8 @@
 One entry per run, on the H&M test split's 1,000 queries of 1 + 100 (the same lists for every
 run): ``tir_r1/5/10`` and ``itr_r1/5/10`` as fractions with their binomial standard errors
 (``*_se``), M-CR / S-CR accuracy where the run has recognition heads, ``minutes`` with every stage
-on the clock, the device, and the command that made it.
+on the clock, the device, and the command that made it. Runs of ``benchmarks/time_to_accuracy.py``
+(pre-training only, so no S-CR) are read from their record and last evaluation.
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ CPU_RUNS = {  # kept folder -> (entry name, teacher sources, command)
     "baseline-128": ("baseline_frozen_dual_encoder_128d", "frozen teachers", BASELINE.format(dim=128)),
     "../recipe/hm-cpu": ("mvlt_scratch_cpu", "none", DEMO.format(minutes=33, teachers="")),
     "all-cpu": ("mvlt_all_cpu", "all", DEMO.format(minutes=20, teachers=" --teachers all")),
+}
+TTA = (
+    "python benchmarks/time_to_accuracy.py --minutes 45 --eval-every 15 --queries 1000 --target 0.99 "
+    "--teachers text-init,text,image --objectives itc,itm,kd_text,kd_image {flags}--out DIR --json RUN.json"
+)
+BENCHMARK_RUNS = {  # kept folder (time_to_accuracy.json + metrics.json of its last evaluation) -> entry
+    "grouped-kd8-cpu": (
+        "mvlt_text_image_grouped_kd8_cpu",
+        "text-init,text,image; kd x8; batches of 16 same-sub-category items",
+        TTA.format(flags="--batch-groups 16 --loss-weights kd_image=8,kd_text=8 "),
+    ),
 }
 SCRATCH_CPU_MINUTES = 52.8
 """The from-scratch hour of docs/RESULTS.md (its wall time, measured then with /usr/bin/time)."""
@@ -108,11 +120,29 @@ def cpu_entry(folder: Path, key: str) -> dict:
     return entry
 
 
+def benchmark_entry(folder: Path, key: str) -> dict:
+    """A ``benchmarks/time_to_accuracy.py`` run: pre-training only (ITC + ITM), no recognition."""
+    name, sources, command = BENCHMARK_RUNS[key]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    record = json.loads((folder / "time_to_accuracy.json").read_text())
+    return {
+        "name": name, "teachers": sources, "device": CPU, "command": command,
+        "scorer": metrics["protocol"]["retrieval"]["scorers"][0],
+        "pretrain_steps": record["points"][-1]["step"], "finetune_steps": 0,
+        "minutes": record["total_minutes"],
+        "minutes_cover": "the whole benchmark: image cache, teachers, pair fit, training, evaluations",
+        **figures(metrics),
+    }  # fmt: skip
+
+
 def collect(root: Path) -> list[dict]:
     entries = []
     for key in CPU_RUNS:
         if (root / key / "metrics.json").is_file():
             entries.append(cpu_entry(root / key, key))
+    for key in BENCHMARK_RUNS:
+        if (root / key / "metrics.json").is_file():
+            entries.append(benchmark_entry(root / key, key))
     for variant in GPU_VARIANTS:
         if (root / "gpu-ablation" / variant / "metrics.json").is_file():
             entries.append(gpu_entry(root / "gpu-ablation" / variant, variant))

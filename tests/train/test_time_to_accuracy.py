@@ -49,3 +49,20 @@ def test_every_chunk_is_scored_on_the_same_lists_until_the_run_ends(tta, tmp_pat
 def test_the_run_stops_at_the_target(tta, tmp_path: Path) -> None:
     argv = ["--out", str(tmp_path / "run"), "--queries", "6", "--negatives", "5", "--target", "1e-9"]
     assert tta.main(argv) == 0
+
+
+def test_design_flags_reach_the_training_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import time_to_accuracy
+
+    argv = ["--out", str(tmp_path / "run"), "--pair-head", "--batch-groups", "16",
+            "--loss-weights", "kd_image=8, kd_text=8", "--teachers", "text,image"]  # fmt: skip
+    config = time_to_accuracy.training_config(time_to_accuracy.parse_args(argv))
+    assert config.model_overrides == {"pair_head": True} and config.batch_groups == 16
+    assert config.loss_weights == {"kd_image": 8.0, "kd_text": 8.0}
+    config.validate()
+    plain = time_to_accuracy.training_config(time_to_accuracy.parse_args(["--out", str(tmp_path / "b")]))
+    assert plain.model_overrides == {} and plain.batch_groups == 0 and plain.loss_weights == {}
+    with pytest.raises(SystemExit) as exit_info:
+        time_to_accuracy.parse_args(["--loss-weights", "kd_image"])
+    assert exit_info.value.code == 2

@@ -78,6 +78,15 @@ class MVLTConfig:
     contrastive_dim: int = 256
     """Width of the ITC embedding space shared by ``encode_images`` / ``encode_texts`` (ALBEF's
     256). 0: no ITC heads (the paper's model)."""
+    pair_head: bool = False
+    """A second pair of projections, as wide as ITC, on the same unimodal features: the ``kd_image``
+    / ``kd_text`` losses teach it the teacher pair's embeddings (CLIP-KD's feature mimicry) while
+    ITC stays purely contrastive, where without it the same losses pull on the ITC embeddings.
+    Retrieval then scores both spaces (``pair_weight``); inference needs no teacher."""
+    pair_weight: float = 0.5
+    """Share of the pair head's cosine in a retrieval score: ``encode_images`` / ``encode_texts``
+    return ``[sqrt(1 - w) itc ; sqrt(w) pair]``, unit length, so one dot product is
+    ``(1 - w) cos_itc + w cos_pair`` (0: ITC alone, 1: the pair head alone)."""
     mlm_trains_embeddings: bool = False
     """Whether the tied MLM decoder's gradient reaches the word-embedding matrix (the paper: yes).
     Under Adam every vocabulary row then moves at full speed for MLM whatever its loss weight,
@@ -129,6 +138,10 @@ class MVLTConfig:
             raise ValueError(f"MVLTConfig.fusion_stage must be in 1..{n}, got {self.fusion_stage}")
         if self.contrastive_dim < 0:
             raise ValueError(f"MVLTConfig.contrastive_dim must be >= 0, got {self.contrastive_dim}")
+        if self.pair_head and not self.contrastive_dim:
+            raise ValueError("MVLTConfig.pair_head needs the ITC heads (contrastive_dim > 0)")
+        if not 0.0 <= self.pair_weight <= 1.0:
+            raise ValueError(f"MVLTConfig.pair_weight must be in [0, 1], got {self.pair_weight}")
         self.tag_classes = {str(k): int(v) for k, v in (self.tag_classes or {}).items()}
         for column, classes in self.tag_classes.items():
             if not column or "." in column or classes < 2:

@@ -55,7 +55,29 @@ class MLMHead(nn.Module):
         return F.linear(hidden, word_embeddings if train_embeddings else word_embeddings.detach(), self.bias)
 
 
-class ContrastiveHead(nn.Module):
+class EmbeddingPair(nn.Module):
+    """Two linear projections of the unimodal features into one unit-length space: the image
+    pass's mean visual token and the text pass's [CLS] (``B x D_4`` -> ``B x dim``)."""
+
+    def __init__(self, in_dim: int, dim: int) -> None:
+        super().__init__()
+        self.image_proj = nn.Linear(in_dim, dim)
+        self.text_proj = nn.Linear(in_dim, dim)
+
+    @property
+    def dim(self) -> int:
+        return self.image_proj.out_features
+
+    def embed_image(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``B x D_4`` mean visual token of the image-only pass -> ``B x dim``, unit length."""
+        return F.normalize(self.image_proj(pooled), dim=-1)
+
+    def embed_text(self, cls: torch.Tensor) -> torch.Tensor:
+        """``B x D_4`` [CLS] of the text-only pass -> ``B x dim``, unit length."""
+        return F.normalize(self.text_proj(cls), dim=-1)
+
+
+class ContrastiveHead(EmbeddingPair):
     """ITC (CLIP / ALBEF): project the unimodal image and text features into one space.
 
     ``temperature`` is learnt and clamped to ``bounds`` when read (CLIP clamps its logit scale
@@ -65,19 +87,9 @@ class ContrastiveHead(nn.Module):
     def __init__(
         self, in_dim: int, dim: int, temperature: float = 0.07, bounds: tuple[float, float] = (0.01, 0.5)
     ) -> None:
-        super().__init__()
-        self.image_proj = nn.Linear(in_dim, dim)
-        self.text_proj = nn.Linear(in_dim, dim)
+        super().__init__(in_dim, dim)
         self.temperature = nn.Parameter(torch.tensor(float(temperature)))
         self.bounds = bounds
-
-    def embed_image(self, pooled: torch.Tensor) -> torch.Tensor:
-        """``B x D_4`` mean visual token of the image-only pass -> ``B x dim``, unit length."""
-        return F.normalize(self.image_proj(pooled), dim=-1)
-
-    def embed_text(self, cls: torch.Tensor) -> torch.Tensor:
-        """``B x D_4`` [CLS] of the text-only pass -> ``B x dim``, unit length."""
-        return F.normalize(self.text_proj(cls), dim=-1)
 
     def clamped_temperature(self) -> torch.Tensor:
         return self.temperature.clamp(*self.bounds)

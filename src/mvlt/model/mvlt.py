@@ -22,7 +22,7 @@ from . import io as checkpoints
 from .config import LossWeights, MVLTConfig
 from .decoders import build_decoder
 from .encoder import EncoderOutput, Stage, TextEmbedding
-from .heads import ClsTokenHead, ContrastiveHead, FusedMatchHead, MLMHead
+from .heads import ClsTokenHead, ContrastiveHead, EmbeddingPair, FusedMatchHead, MLMHead
 from .objectives import (
     Gather,
     LocalGather,
@@ -97,6 +97,7 @@ class MVLT(nn.Module):
             else ClsTokenHead(width, hidden, 2, extra_bias=official)
         )
         self.itc_head = ContrastiveHead(width, config.contrastive_dim) if config.contrastive_dim else None
+        self.pair_head = EmbeddingPair(width, config.contrastive_dim) if config.pair_head else None
         self.mlm_head = MLMHead(width, hidden, config.vocab_size)
         self.category_head = (
             ClsTokenHead(width, hidden, config.num_categories, official) if config.num_categories else None
@@ -264,25 +265,47 @@ class MVLT(nn.Module):
         """The text-only pass: the last-stage [CLS], ``B x D_4``."""
         return self.forward_encoder(input_ids=input_ids, attention_mask=attention_mask).cls
 
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """``B x contrastive_dim`` unit-length image embeddings (one image-only pass, head in fp32)."""
-        head = self._require_itc()
-        pooled = self.image_features(images)
+    @property
+    def embedding_dim(self) -> int:
+        """Width of ``encode_images`` / ``encode_texts``: ITC's, twice that with a pair head."""
+        return self.config.contrastive_dim * (2 if self.pair_head is not None else 1)
+
+    def embed_image_features(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``B x D_4`` image-pass features -> retrieval embeddings (``encode_images``), in fp32."""
+        head, pair = self._require_itc(), self.pair_head
         with torch.autocast(device_type=pooled.device.type, enabled=False):
-            return head.embed_image(pooled.float())
+            x = pooled.float()
+            return self._blend(head.embed_image(x), pair.embed_image(x) if pair is not None else None)
+
+    def embed_text_features(self, cls: torch.Tensor) -> torch.Tensor:
+        """``B x D_4`` text-pass [CLS] -> retrieval embeddings (``encode_texts``), in fp32."""
+        head, pair = self._require_itc(), self.pair_head
+        with torch.autocast(device_type=cls.device.type, enabled=False):
+            x = cls.float()
+            return self._blend(head.embed_text(x), pair.embed_text(x) if pair is not None else None)
+
+    def _blend(self, itc: torch.Tensor, pair: torch.Tensor | None) -> torch.Tensor:
+        """ITC's unit embeddings, or ``[sqrt(1 - w) itc ; sqrt(w) pair]`` with a pair head: still
+        unit length, and their dot product is ``(1 - w) cos_itc + w cos_pair``."""
+        if pair is None:
+            return itc
+        w = self.config.pair_weight
+        return torch.cat((itc * (1.0 - w) ** 0.5, pair * w**0.5), -1)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """``B x embedding_dim`` unit-length image embeddings (one image-only pass, heads in fp32)."""
+        return self.embed_image_features(self.image_features(images))
 
     def encode_texts(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``B x contrastive_dim`` unit-length text embeddings (one text-only pass, head in fp32).
+        """``B x embedding_dim`` unit-length text embeddings (one text-only pass, heads in fp32).
 
-        ``encode_texts(t) @ encode_images(i).T`` is the ITC similarity: it ranks a catalogue with
-        one encoder pass per image and per text, not one per pair.
+        ``encode_texts(t) @ encode_images(i).T`` is the ITC similarity (with a pair head, blended
+        with the pair head's): it ranks a catalogue with one encoder pass per image and per text,
+        not one per pair.
         """
-        head = self._require_itc()
-        cls = self.text_features(input_ids, attention_mask)
-        with torch.autocast(device_type=cls.device.type, enabled=False):
-            return head.embed_text(cls.float())
+        return self.embed_text_features(self.text_features(input_ids, attention_mask))
 
     def mlm_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits for the given last-stage text tokens (``N x D_4`` -> ``N x V``)."""
@@ -520,8 +543,11 @@ class MVLT(nn.Module):
             text_out = self.forward_encoder(input_ids=ids, attention_mask=mask)
             assert image_out.visual is not None and text_out.text is not None
             with torch.autocast(device_type=images.device.type, enabled=False):
-                image_emb = head.embed_image(image_out.visual[-1].mean((2, 3)).float())
-                text_emb = head.embed_text(text_out.cls.float())
+                pooled, cls = image_out.visual[-1].mean((2, 3)).float(), text_out.cls.float()
+                image_emb, text_emb = head.embed_image(pooled), head.embed_text(cls)
+                mimics = (image_emb, text_emb)  # what kd_image / kd_text teach: ITC, or the pair head
+                if self.pair_head is not None and _distils(w):
+                    mimics = (self.pair_head.embed_image(pooled), self.pair_head.embed_text(cls))
         all_image, all_text = gather(image_emb), gather(text_emb)
         same = same_text(ids, all_ids)
         temperature = head.clamped_temperature()
@@ -530,7 +556,7 @@ class MVLT(nn.Module):
             losses["itc"] = contrastive_loss(image_emb, text_emb, all_image, all_text, same, temperature)
         if _distils(w):
             losses.update(
-                self._distillation_losses(batch, w, gather, image_emb, text_emb, all_image, all_text)
+                self._distillation_losses(batch, w, gather, mimics, image_emb, text_emb, all_image, all_text)
             )
         if w.itm:
             with torch.no_grad():
@@ -562,12 +588,15 @@ class MVLT(nn.Module):
         batch: Mapping[str, Any],
         w: LossWeights,
         gather: Gather,
+        mimics: tuple[torch.Tensor, torch.Tensor],
         image_emb: torch.Tensor,
         text_emb: torch.Tensor,
         all_image: torch.Tensor,
         all_text: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """The ``kd_*`` terms against the teacher pair's embeddings that came with the batch."""
+        """The ``kd_*`` terms against the teacher pair's embeddings that came with the batch:
+        ``kd_image`` / ``kd_text`` on ``mimics`` (the pair head's embeddings, or ITC's without
+        one), ``kd_cross`` on ITC's."""
         needed = ["target_image_emb"] * bool(w.kd_image or w.kd_cross)
         needed += ["target_text_emb"] * bool(w.kd_text or w.kd_cross)
         needed += ["target_temperature"] * bool(w.kd_cross)
@@ -577,8 +606,8 @@ class MVLT(nn.Module):
         losses: dict[str, torch.Tensor] = {}
         target_image, target_text = batch.get("target_image_emb"), batch.get("target_text_emb")
         for name, student, target in (
-            ("kd_image", image_emb, target_image),
-            ("kd_text", text_emb, target_text),
+            ("kd_image", mimics[0], target_image),
+            ("kd_text", mimics[1], target_text),
         ):
             if getattr(w, name):
                 if target.shape != student.shape:

@@ -202,12 +202,12 @@ def _manifest(
             GRAPHS["image"]: {
                 "files": {v: graph_file("image", v) for v in variants},
                 "inputs": {"pixels": ["batch", 3, size, size]},
-                "outputs": {"image_embedding": ["batch", int(config.contrastive_dim)]},
+                "outputs": {"image_embedding": ["batch", int(model.embedding_dim)]},
             },
             GRAPHS["text"]: {
                 "files": {v: graph_file("text", v) for v in variants},
                 "inputs": {"input_ids": ["batch", "length"], "attention_mask": ["batch", "length"]},
-                "outputs": {"text_embedding": ["batch", int(config.contrastive_dim)]},
+                "outputs": {"text_embedding": ["batch", int(model.embedding_dim)]},
             },
         },
         "image": {
@@ -229,7 +229,7 @@ def _manifest(
             "layout": "[CLS] ... [SEP], int64; attention_mask 1 for tokens, 0 for [PAD]",
         },
         "embedding": {
-            "dim": int(config.contrastive_dim),
+            "dim": int(model.embedding_dim),
             "unit_length": True,
             "itc_temperature": float(model.itc_head.clamped_temperature().detach()),
         },

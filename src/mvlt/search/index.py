@@ -274,7 +274,7 @@ class CatalogueIndex:
                 "resize": resize,
                 "precision": chosen,
                 "batch_size": int(batch_size),
-                "dim": int(model.config.contrastive_dim),
+                "dim": int(model.embedding_dim),
             },
             "backend": backend,
             "builds": [],
@@ -625,7 +625,7 @@ def _faiss_name(backend: str, over: str) -> str:
 
 
 def _empty(model: Any) -> tuple[np.ndarray, np.ndarray]:
-    d = int(model.config.contrastive_dim)
+    d = int(model.embedding_dim)
     return np.zeros((0, d), np.float32), np.zeros((0, d), np.float32)
 
 

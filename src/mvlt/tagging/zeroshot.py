@@ -98,7 +98,7 @@ class ZeroShotTagger:
     def logits_from(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per attribute, ``B x labels`` cosines over the temperature of the photos' embeddings."""
         with torch.inference_mode(), torch.autocast(device_type=pooled.device.type, enabled=False):
-            return self.logits_of(self.model.itc_head.embed_image(pooled.float()))
+            return self.logits_of(self.model.embed_image_features(pooled))
 
     def text_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per attribute, ``B x labels`` cosines over the temperature of texts (a product's

@@ -42,7 +42,7 @@ NUMBER_RULES = {
     "weight_decay": "non_negative", "clip_grad_norm": "positive", "mask_ratio": "open_fraction",
     "mask_unit": "count", "mlm_prob": "fraction", "itm_negative_prob": "fraction", "vocab_size": "count",
     "max_text_len": "count", "threads": "count", "workers": "whole", "checkpoint_every": "count",
-    "keep_checkpoints": "count", "log_every": "count",
+    "keep_checkpoints": "count", "log_every": "count", "batch_groups": "whole",
 }  # fmt: skip
 """What each numeric flag must be (:data:`mvlt.exits.RULES`): ``--lr nan`` is refused naming the flag."""
 
@@ -54,6 +54,7 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--image-size", "image_size", int, "N", "training image side in px (multiple of 32)"),
     ("--batch-size", "batch_size", int, "N", "global batch per optimizer step, over all processes"),
     ("--accumulation", "accumulation", int, "N", "micro-batches per optimizer step"),
+    ("--batch-groups", "batch_groups", int, "N", "batches of N-item blocks sharing a sub-category (0: off)"),
     ("--steps", "steps", int, "N", "optimizer steps (wins over --epochs)"),
     ("--epochs", "epochs", float, "N", "passes over the training split (default 1)"),
     (
@@ -226,12 +227,15 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         if key in overrides:
             overrides[key] = [s.strip() for s in overrides[key].split(",") if s.strip()]
     if "loss_weights" in overrides:
-        overrides["loss_weights"] = _key_values(overrides["loss_weights"].split(","), "--loss-weights", float)
-    overrides.update(_key_values(args.sets, "--set", _yaml_value))
+        items = overrides["loss_weights"].split(",")
+        overrides["loss_weights"] = parse_key_values(items, "--loss-weights", float)
+    overrides.update(parse_key_values(args.sets, "--set", _yaml_value))
     return overrides
 
 
-def _key_values(items: list[str], flag: str, parse: Any) -> dict[str, Any]:
+def parse_key_values(items: list[str], flag: str, parse: Any) -> dict[str, Any]:
+    """``["a=1", "b=2"]`` -> ``{"a": parse("1"), ...}``; a malformed item is a ``ConfigError``
+    naming ``flag``."""
     values = {}
     for item in items:
         key, sep, value = item.partition("=")

@@ -122,6 +122,12 @@ class TrainConfig:
     """Global batch per optimizer step, over all processes and accumulation steps, so a run
     gives the same result on 1 or N processes. Released: 150 per GPU × 8 = 1200 (paper); ours
     64, which fits a CPU run. Must be divisible by world size × ``accumulation``."""
+    batch_groups: int = 0
+    """Build every global batch from blocks of this many items that share a sub-category (the
+    leftovers of each sub-category shuffled together into mixed blocks): ITC's in-batch negatives
+    and the ITM negatives it mines are then mostly of the same kind of garment, the negatives the
+    1 + K protocol (and a shopper's query) must tell apart. 0: one uniform shuffle (the paper's).
+    Must divide ``batch_size``."""
     accumulation: int = 1
     """Micro-batches per optimizer step (per process)."""
     steps: int | None = None
@@ -422,6 +428,10 @@ class TrainConfig:
             raise bad("freeze_encoder", "only fine-tuning can freeze the encoder")
         if self.image_size is not None and (self.image_size < 32 or self.image_size % 32):
             raise bad("image_size", "must be a positive multiple of 32")
+        if self.batch_groups < 0:
+            raise bad("batch_groups", "must not be negative (0: one uniform shuffle)")
+        if self.batch_groups and self.batch_size % self.batch_groups:
+            raise bad("batch_groups", f"must divide --batch-size {self.batch_size} (blocks tile the batch)")
         return self
 
     # ------------------------------------------------------------------------------ I/O

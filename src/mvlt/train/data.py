@@ -4,7 +4,7 @@ the batches it already trained on (at the index level: skipped items are never l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,26 @@ class ResumableSampler(DistributedSampler):
 
     Rank ``r`` gets positions ``r, r + W, r + 2W, ...`` of one permutation, so the ``W`` micro-
     batches of a step together hold the same items whatever the world size: a global batch is a
-    contiguous slice of the epoch's permutation.
+    contiguous slice of the epoch's permutation. With ``groups`` (one label per item) and
+    ``block``, the permutation is :func:`grouped_order`'s: blocks of items that share a label.
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool = True):
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int,
+        rank: int,
+        seed: int,
+        shuffle: bool = True,
+        groups: Sequence[str] | None = None,
+        block: int = 0,
+    ):
         super().__init__(
             dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=True
         )
+        if block and (groups is None or len(groups) != len(dataset)):  # type: ignore[arg-type]
+            raise ValueError("a grouped sampler needs one group label per item")
+        self.groups, self.block = (list(groups) if block and groups is not None else None), block
         self.start, self.stop = 0, self.num_samples
 
     def window(self, start: int, stop: int) -> None:
@@ -44,11 +57,38 @@ class ResumableSampler(DistributedSampler):
         self.start, self.stop = start, stop
 
     def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
+        if self.groups is None:
+            indices = list(super().__iter__())
+        else:
+            order = grouped_order(self.groups, self.block, self.seed + self.epoch)
+            indices = order[: self.total_size][self.rank : self.total_size : self.num_replicas]
         return iter(indices[self.start : self.stop])
 
     def __len__(self) -> int:
         return self.stop - self.start
+
+
+def grouped_order(groups: Sequence[str], block: int, seed: int) -> list[int]:
+    """A permutation of ``range(len(groups))`` made of ``block``-item blocks in a shuffled order:
+    each group's items shuffled and cut into full blocks, then every group's remainder shuffled
+    together and cut into mixed blocks (the last may be short). Consecutive blocks tile a batch
+    whose size ``block`` divides, so every batch is a few groups' worth of look-alikes."""
+    g = torch.Generator().manual_seed(seed)
+    members: dict[str, list[int]] = {}
+    for i, label in enumerate(groups):
+        members.setdefault(label, []).append(i)
+    blocks, rest = [], []
+    for label in sorted(members):
+        items = members[label]
+        shuffled = [items[j] for j in torch.randperm(len(items), generator=g).tolist()]
+        full = len(shuffled) - len(shuffled) % block
+        blocks += [shuffled[k : k + block] for k in range(0, full, block)]
+        rest += shuffled[full:]
+    rest = [rest[j] for j in torch.randperm(len(rest), generator=g).tolist()]
+    mixed = [rest[k : k + block] for k in range(0, len(rest), block)]
+    tail = mixed.pop() if mixed and len(mixed[-1]) < block else []  # a short block only at the end
+    blocks += mixed
+    return [i for j in torch.randperm(len(blocks), generator=g).tolist() for i in blocks[j]] + tail
 
 
 def open_training_catalogue(

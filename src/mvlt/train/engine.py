@@ -179,7 +179,10 @@ class Trainer:
         self.step = 0
         self.precision = self._choose_precision()
         self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=self.precision.needs_scaler)
-        self.sampler = ResumableSampler(self.dataset, world, runtime.rank, seed=config.seed)
+        self.sampler = ResumableSampler(
+            self.dataset, world, runtime.rank, seed=config.seed,
+            groups=self.catalogue.subcategories if config.batch_groups else None, block=config.batch_groups,
+        )  # fmt: skip
         self.last_checkpoint: Path | None = None
         self.budget = BudgetFit(60 * config.fit_minutes) if config.fit_minutes else None
         if self.resumed is not None:
@@ -527,7 +530,8 @@ class Trainer:
             f"  data {cfg.data} [{cfg.split}]: {len(self.dataset)} items, {self.steps_per_epoch} steps/epoch",
             f"  {self.total_steps} steps × global batch {cfg.batch_size} ({rt.world_size} process(es) × "
             f"{cfg.accumulation} accumulation × {self.micro_batch}), peak lr {self.schedule.peak:.3g}, "
-            f"warm-up {self.schedule.warmup}, min lr {self.schedule.floor:.3g}",
+            f"warm-up {self.schedule.warmup}, min lr {self.schedule.floor:.3g}"
+            + (f"; batches of {cfg.batch_groups}-item same-sub-category blocks" if cfg.batch_groups else ""),
             f"  recipe {cfg.recipe}: objectives {weights}; joint-pass inputs {self.input_schedule}; "
             f"ITM negatives {self.itm_negatives if self.weights['itm'] else '-'}; "
             f"augmentation {','.join(cfg.augment) if cfg.augment else 'none'}",

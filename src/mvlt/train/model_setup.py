@@ -74,6 +74,11 @@ def build_model_and_data(
         if config.image_size:
             overrides["image_size"] = config.image_size
         model = MVLT(get_config(config.model, **overrides))
+        if model.pair_head is not None and not (weights["kd_image"] or weights["kd_text"]):
+            raise ValueError(
+                "model_overrides.pair_head learns only from kd_image / kd_text, and both are off: "
+                "add --teachers image and/or text, or drop the pair head"
+            )
     else:
         model = model_from_init(init, config, heads, label_maps)
         check_vocab(model.config.vocab_size, tokenizer, f"--init {config.init}")
@@ -154,6 +159,9 @@ def freeze_unused(model: MVLT, weights: Mapping[str, float], freeze_encoder: boo
         in_use = weights[objective] or (objective == "itc" and shared_itc)  # the fused head's projections
         if module is not None and not in_use:
             module.requires_grad_(False)
+    if model.pair_head is not None:  # each projection learns from its teacher alone
+        model.pair_head.image_proj.requires_grad_(bool(weights["kd_image"]))
+        model.pair_head.text_proj.requires_grad_(bool(weights["kd_text"]))
     if freeze_encoder:
         for name in ENCODER:
             getattr(model, name).requires_grad_(False)
