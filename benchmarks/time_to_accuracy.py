@@ -9,9 +9,18 @@ the model is scored on one fixed 1 + 100 subset of ``--queries`` queries (``itc+
 sampled once with the seed and re-used), until both directions reach ``--target`` or the fitted
 run ends. One run at a time, on a quiet machine: it is a wall-clock measure.
 
+Design comparisons are scored on a validation slice, never on test: ``--data`` a manifest whose
+``val`` split is products held out of train (``docs/results/tagging/make_val_slice.py``) and
+``--split val``; ``--shared-caches DIR`` lets the runs of one comparison build the image cache and
+teacher features once. ``--finetune-minutes M`` adds ``mvlt demo``'s second stage after the
+pre-training: recognition heads fine-tuned for M minutes, then retrieval (the same lists) and
+recognition (M-CR, S-CR) scored on the fine-tuned model, both on the clock.
+
     .venv/bin/python benchmarks/time_to_accuracy.py [--minutes 16] [--eval-every 4] [--target 0.45]
-        [--queries 500] [--teachers SOURCES] [--objectives LIST] [--out runs/time-to-accuracy] [--threads 2]
-        [--json benchmarks/results/time_to_accuracy.json] [--picture docs/images/time_to_accuracy.png]
+        [--queries 500] [--teachers SOURCES] [--objectives LIST] [--model mvlt_nano] [--augment LIST]
+        [--split test] [--shared-caches DIR] [--finetune-minutes 0] [--out runs/time-to-accuracy]
+        [--threads 2] [--json benchmarks/results/time_to_accuracy.json]
+        [--picture docs/images/time_to_accuracy.png]
     .venv/bin/python benchmarks/time_to_accuracy.py --redraw RUN.json [RUN.json ...] --picture PNG
 """
 
@@ -22,24 +31,26 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from mvlt.data import open_catalogue
+from mvlt.demo import FINETUNE_MATCHING
 from mvlt.eval import EvalOptions, RetrievalProtocol, evaluate, names
 from mvlt.eval.curves import draw_curves
 from mvlt.eval.runner import CANDIDATES_NAME
-from mvlt.model import MVLT
+from mvlt.model import MVLT, list_models
 from mvlt.train import ConfigError, TrainConfig, train
 from mvlt.train.cli import parse_key_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HM_MANIFEST, machine
 
-LOCAL_PATHS = {"out", "image_cache", "teacher_cache"}
+LOCAL_PATHS = {"out", "image_cache", "teacher_cache", "init"}
 """Recipe fields left out of the record: where this run kept its files."""
+FINETUNED_TASKS = ("retrieval", "recognition")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,6 +76,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch-groups", type=int, default=0, metavar="N",
         help="batches of N-item blocks that share a sub-category (TrainConfig.batch_groups; 0: off)",
     )  # fmt: skip
+    p.add_argument("--model", default="mvlt_nano", help="registered variant (mvlt.list_models())")
+    p.add_argument(
+        "--augment", default=None, metavar="LIST",
+        help="geometric augmentation of the clean images, as mvlt pretrain --augment (flip,crop)",
+    )  # fmt: skip
+    p.add_argument(
+        "--split", default="test",
+        help="the catalogue split scored (a validation slice's 'val' when comparing designs)",
+    )  # fmt: skip
+    p.add_argument(
+        "--shared-caches", type=Path, default=None, metavar="DIR",
+        help="keep the image and teacher caches in DIR, shared between runs: their building is then "
+        "off the clock for every run but the first (design comparisons only; the record says so)",
+    )  # fmt: skip
+    p.add_argument(
+        "--finetune-minutes", type=float, default=0.0, metavar="M",
+        help="after pre-training, fine-tune the recognition heads for M minutes (ITC, ITM and the "
+        "teachers' losses kept on, as mvlt demo keeps the matching ones), then score retrieval and "
+        "recognition (M-CR, S-CR) on the fine-tuned model; 0: pre-training only",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/time-to-accuracy"))
@@ -77,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.redraw and not args.picture:
         p.error("--redraw needs --picture (where to draw)")
+    if args.model not in list_models():
+        p.error(f"--model {args.model}: not a registered variant; known: {', '.join(list_models())}")
     for path in args.redraw or []:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
@@ -92,40 +125,74 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("minutes", "eval_every", "target", "queries", "negatives", "seconds_per_step"):
         if not getattr(args, name) > 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
+    if args.finetune_minutes < 0:
+        p.error("--finetune-minutes must not be negative")
     return args
 
 
 def training_config(args: argparse.Namespace) -> TrainConfig:
     """The demo's pre-training, its caches inside ``--out`` so that building them is on the clock."""
+    caches = args.shared_caches or args.out
     return TrainConfig(
-        task="pretrain", model="mvlt_nano", data=args.data, image_size=96, batch_size=64, lr=1e-3,
+        task="pretrain", model=args.model, data=args.data, image_size=96, batch_size=64, lr=1e-3,
         seed=args.seed, threads=args.threads, steps=max(20, int(60 * args.minutes / args.seconds_per_step)),
         fit_minutes=args.minutes, max_minutes=args.eval_every, checkpoint_every=10**6, keep_checkpoints=1,
-        log_every=25, image_cache=str(args.out / "image-cache"), out=str(args.out / "train"),
+        log_every=25, image_cache=str(caches / "image-cache"), out=str(args.out / "train"),
         teachers=args.teachers.split(",") if args.teachers else None,
         objectives=args.objectives.split(",") if args.objectives else None,
-        teacher_cache=str(args.out / "teacher-cache"),
+        teacher_cache=str(caches / "teacher-cache"), augment=args.augment,
         model_overrides={"pair_head": True} if args.pair_head else {}, batch_groups=args.batch_groups,
         loss_weights=args.loss_weights,
     )  # fmt: skip
 
 
-def score(model_dir: Path, test_set: object, args: argparse.Namespace, out: Path) -> dict[str, float]:
-    """TIR / ITR R@1, R@5, R@10 on the fixed lists (sampled by the first call, re-used after)."""
+def recipe(config: TrainConfig) -> dict[str, object]:
+    """The config as recorded: without the paths where this run kept its files."""
+    return {k: v for k, v in asdict(config).items() if k not in LOCAL_PATHS}
+
+
+def finetune_config(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """Recognition fine-tuning of the pre-trained model, as ``mvlt demo``'s (lr 5e-4, ITC and ITM
+    kept on), with the run's teachers' losses and weights kept too (their features are cached)."""
+    return replace(
+        config, task="finetune", init=config.out, out=str(args.out / "finetune"), lr=5e-4,
+        steps=max(20, int(60 * args.finetune_minutes / args.seconds_per_step)),
+        fit_minutes=args.finetune_minutes, max_minutes=None, objectives=None, model_overrides={},
+        teachers=[s for s in config.teacher_sources() if s != "text-init"] or None,
+        loss_weights={**FINETUNE_MATCHING, **config.loss_weights},
+    )  # fmt: skip
+
+
+def score(
+    model_dir: Path,
+    test_set: object,
+    config: TrainConfig,
+    args: argparse.Namespace,
+    out: Path,
+    tasks: tuple[str, ...] = ("retrieval",),
+) -> dict[str, float]:
+    """TIR / ITR R@1, R@5, R@10 on the fixed lists (sampled by the first call, re-used after), and
+    M-CR / S-CR accuracy when ``tasks`` asks for recognition."""
     lists = args.out / CANDIDATES_NAME
     options = EvalOptions(
         retrieval=RetrievalProtocol(queries=args.queries, negatives=args.negatives, seed=args.seed),
         candidates_file=str(lists) if lists.is_file() else None, score="itc+itm",
-        image_cache=str(args.out / "image-cache"), seed=args.seed,
+        image_cache=config.image_cache, seed=args.seed,
     )  # fmt: skip
-    metrics = evaluate(MVLT.from_pretrained(model_dir), test_set, "retrieval", options, out)
+    metrics = evaluate(MVLT.from_pretrained(model_dir), test_set, list(tasks), options, out)
     if not lists.is_file():
         shutil.copyfile(out / CANDIDATES_NAME, lists)
-    return {
+    result = {
         f"{d}_r{k}": float(metrics[names.recall(d, k, args.negatives)])
         for d in names.DIRECTIONS
         for k in names.RECALL_KS
     }
+    if "recognition" in tasks:
+        result.update(
+            mcr_acc=float(metrics[names.recognition("category", "acc")]),
+            scr_acc=float(metrics[names.recognition("subcategory", "acc")]),
+        )
+    return result
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -135,13 +202,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     started = time.perf_counter()
     args.out.mkdir(parents=True)
     config = training_config(args)
-    test_set = open_catalogue(config.data, split="test", **config.data_options)
+    test_set = open_catalogue(config.data, split=args.split, **config.data_options)
     points: list[dict[str, float]] = []
     reached = None
     for chunk in range(10_000):
         result = train(config, resume=chunk > 0)
         train_done = time.perf_counter()
-        recall = score(Path(config.out), test_set, args, args.out / f"eval-{chunk:02d}")
+        recall = score(Path(config.out), test_set, config, args, args.out / f"eval-{chunk:02d}")
         point = {
             "minutes": round((time.perf_counter() - started) / 60, 2), "step": result.steps,
             "samples": result.steps * config.batch_size, "total_steps": result.total_steps,
@@ -154,16 +221,31 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             break
         if result.steps >= result.total_steps:  # the fitted run is over
             break
+    finetuned = None
+    if args.finetune_minutes:
+        fine = finetune_config(config, args)
+        result = train(fine)
+        train_done = time.perf_counter()
+        scores = score(Path(fine.out), test_set, fine, args, args.out / "eval-finetuned", FINETUNED_TASKS)
+        finetuned = {
+            "minutes": round((time.perf_counter() - started) / 60, 2), "step": result.steps,
+            "total_steps": result.total_steps, "eval_seconds": round(time.perf_counter() - train_done, 1),
+            **scores, "recipe": recipe(fine),
+        }  # fmt: skip
+        print(f"time_to_accuracy: fine-tuned {json.dumps({**finetuned, 'recipe': '...'})}", flush=True)
     return {
         "benchmark": "time_to_accuracy",
         "command": "python benchmarks/time_to_accuracy.py " + " ".join(sys.argv[1:]),
         "target": {"r5": args.target, "queries": args.queries, "negatives": args.negatives},
-        "recipe": {k: v for k, v in asdict(config).items() if k not in LOCAL_PATHS},
+        "split": args.split,
+        "caches_on_clock": args.shared_caches is None,
+        "recipe": recipe(config),
         "minutes_to_target": reached["minutes"] if reached else None,
         "steps_to_target": reached["step"] if reached else None,
         "samples_to_target": reached["samples"] if reached else None,
         "total_minutes": round((time.perf_counter() - started) / 60, 2),
         "points": points,
+        "finetuned": finetuned,
         "machine": machine(),
     }
 

@@ -66,3 +66,40 @@ def test_design_flags_reach_the_training_config(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(SystemExit) as exit_info:
         time_to_accuracy.parse_args(["--loss-weights", "kd_image"])
     assert exit_info.value.code == 2
+
+
+def test_model_augmentation_and_shared_caches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import time_to_accuracy
+
+    shared = tmp_path / "caches"
+    argv = ["--out", str(tmp_path / "run"), "--model", "mvlt_micro", "--augment", "flip,crop",
+            "--shared-caches", str(shared), "--split", "val"]  # fmt: skip
+    args = time_to_accuracy.parse_args(argv)
+    config = time_to_accuracy.training_config(args)
+    assert config.model == "mvlt_micro" and config.augment == ["flip", "crop"] and args.split == "val"
+    assert Path(config.image_cache).parent == shared and Path(config.teacher_cache).parent == shared
+    plain = time_to_accuracy.training_config(time_to_accuracy.parse_args(["--out", str(tmp_path / "b")]))
+    assert Path(plain.image_cache).parent == tmp_path / "b" and plain.model == "mvlt_nano"
+    assert plain.augment is None
+    with pytest.raises(SystemExit) as exit_info:
+        time_to_accuracy.parse_args(["--model", "mvlt_huge"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_finetuning_scores_recognition_on_the_finetuned_model(tta, tmp_path: Path) -> None:
+    out, record_path = tmp_path / "run", tmp_path / "tta.json"
+    argv = ["--out", str(out), "--queries", "6", "--negatives", "5", "--target", "1e-9",
+            "--finetune-minutes", "0.05", "--json", str(record_path)]  # fmt: skip
+    assert tta.main(argv) == 0
+    fine = json.loads(record_path.read_text())["finetuned"]
+    assert fine["recipe"]["task"] == "finetune" and fine["recipe"]["loss_weights"]["itm"] == 3.0
+    assert 0 <= fine["scr_acc"] <= 1 and 0 <= fine["mcr_acc"] <= 1 and 0 <= fine["tir_r5"] <= 1
+    lists = [
+        json.loads((out / d / "retrieval_candidates.json").read_text()) for d in ("eval-00", "eval-finetuned")
+    ]
+    assert lists[0]["repeats"] == lists[1]["repeats"]  # the same lists before and after fine-tuning
+    with pytest.raises(SystemExit) as exit_info:
+        tta.parse_args(["--finetune-minutes", "-1"])
+    assert exit_info.value.code == 2
