@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from mvlt.data import open_catalogue
+from mvlt.data import DataError, open_catalogue
 from mvlt.demo import FINETUNE_MATCHING
 from mvlt.eval import EvalOptions, RetrievalProtocol, evaluate, names
 from mvlt.eval.curves import draw_curves
@@ -200,9 +200,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         raise SystemExit(f"time_to_accuracy: {args.out} exists; remove it (every stage must be on the clock)")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    args.out.mkdir(parents=True)
     config = training_config(args)
+    config.validate()  # a bad flag is refused before --out exists, so the same command can be re-run
+    if args.finetune_minutes:
+        finetune_config(config, args).validate()
     test_set = open_catalogue(config.data, split=args.split, **config.data_options)
+    args.out.mkdir(parents=True)
     points: list[dict[str, float]] = []
     reached = None
     for chunk in range(10_000):
@@ -274,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.redraw:
         draw_kept(args.redraw, args.picture)
         return 0
-    record = run(args)
+    try:
+        record = run(args)
+    except (ConfigError, DataError, FileNotFoundError) as err:  # a flag or a file: one line naming it
+        print(f"time_to_accuracy: {err}", file=sys.stderr)
+        return 2
     text = json.dumps(record, indent=2, default=str)
     print(text)
     if args.json:

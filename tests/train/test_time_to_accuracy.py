@@ -103,3 +103,18 @@ def test_finetuning_scores_recognition_on_the_finetuned_model(tta, tmp_path: Pat
     with pytest.raises(SystemExit) as exit_info:
         tta.parse_args(["--finetune-minutes", "-1"])
     assert exit_info.value.code == 2
+
+
+def test_a_bad_flag_is_one_line_and_leaves_no_output(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import time_to_accuracy
+
+    out = tmp_path / "run"
+    for flags, named in (
+        (["--augment", "bogus"], "augment"),
+        (["--data", str(tmp_path / "none.csv")], "none.csv"),
+    ):
+        assert time_to_accuracy.main(["--out", str(out), "--data", "synthetic", *flags]) == 2
+        assert named in capsys.readouterr().err and not out.exists()  # the same command can be re-run
