@@ -14,12 +14,14 @@ Design comparisons are scored on a validation slice, never on test: ``--data`` a
 ``--split val``; ``--shared-caches DIR`` lets the runs of one comparison build the image cache and
 teacher features once. ``--finetune-minutes M`` adds ``mvlt demo``'s second stage after the
 pre-training: recognition heads fine-tuned for M minutes, then retrieval (the same lists) and
-recognition (M-CR, S-CR) scored on the fine-tuned model, both on the clock.
+recognition (M-CR, S-CR) scored on the fine-tuned model, both on the clock. A pre-training that
+trains the recognition heads itself (``--objectives ...,category,subcategory``: they read the ITM
+pass's true pairs, no extra pass) is scored on M-CR / S-CR at every point.
 
     .venv/bin/python benchmarks/time_to_accuracy.py [--minutes 16] [--eval-every 4] [--target 0.45]
-        [--queries 500] [--teachers SOURCES] [--objectives LIST] [--model mvlt_nano] [--augment LIST]
-        [--split test] [--shared-caches DIR] [--finetune-minutes 0] [--out runs/time-to-accuracy]
-        [--threads 2] [--json benchmarks/results/time_to_accuracy.json]
+        [--queries 500] [--teachers SOURCES] [--objectives LIST] [--model mvlt_nano] [--image-size 96]
+        [--augment LIST] [--split test] [--shared-caches DIR] [--finetune-minutes 0]
+        [--out runs/time-to-accuracy] [--threads 2] [--json benchmarks/results/time_to_accuracy.json]
         [--picture docs/images/time_to_accuracy.png]
     .venv/bin/python benchmarks/time_to_accuracy.py --redraw RUN.json [RUN.json ...] --picture PNG
 """
@@ -51,6 +53,8 @@ from common import HM_MANIFEST, machine
 LOCAL_PATHS = {"out", "image_cache", "teacher_cache", "init"}
 """Recipe fields left out of the record: where this run kept its files."""
 FINETUNED_TASKS = ("retrieval", "recognition")
+"""What a model with recognition heads is scored on (after fine-tuning, or a pre-training that
+trains them: ``--objectives ...,category,subcategory``)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="batches of N-item blocks that share a sub-category (TrainConfig.batch_groups; 0: off)",
     )  # fmt: skip
     p.add_argument("--model", default="mvlt_nano", help="registered variant (mvlt.list_models())")
+    p.add_argument("--image-size", type=int, default=96, help="pixels a side the model sees")
     p.add_argument(
         "--augment", default=None, metavar="LIST",
         help="geometric augmentation of the clean images, as mvlt pretrain --augment (flip,crop)",
@@ -122,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.loss_weights = parse_key_values(items, "--loss-weights", float)
     except ConfigError as err:
         p.error(str(err))
-    for name in ("minutes", "eval_every", "target", "queries", "negatives", "seconds_per_step"):
+    for name in ("minutes", "eval_every", "target", "queries", "negatives", "seconds_per_step", "image_size"):
         if not getattr(args, name) > 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     if args.finetune_minutes < 0:
@@ -134,7 +139,7 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
     """The demo's pre-training, its caches inside ``--out`` so that building them is on the clock."""
     caches = args.shared_caches or args.out
     return TrainConfig(
-        task="pretrain", model=args.model, data=args.data, image_size=96, batch_size=64, lr=1e-3,
+        task="pretrain", model=args.model, data=args.data, image_size=args.image_size, batch_size=64, lr=1e-3,
         seed=args.seed, threads=args.threads, steps=max(20, int(60 * args.minutes / args.seconds_per_step)),
         fit_minutes=args.minutes, max_minutes=args.eval_every, checkpoint_every=10**6, keep_checkpoints=1,
         log_every=25, image_cache=str(caches / "image-cache"), out=str(args.out / "train"),
@@ -206,12 +211,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         finetune_config(config, args).validate()
     test_set = open_catalogue(config.data, split=args.split, **config.data_options)
     args.out.mkdir(parents=True)
+    weights = config.resolved_loss_weights()
+    tasks = FINETUNED_TASKS if weights["category"] or weights["subcategory"] else ("retrieval",)
     points: list[dict[str, float]] = []
     reached = None
     for chunk in range(10_000):
         result = train(config, resume=chunk > 0)
         train_done = time.perf_counter()
-        recall = score(Path(config.out), test_set, config, args, args.out / f"eval-{chunk:02d}")
+        recall = score(Path(config.out), test_set, config, args, args.out / f"eval-{chunk:02d}", tasks)
         point = {
             "minutes": round((time.perf_counter() - started) / 60, 2), "step": result.steps,
             "samples": result.steps * config.batch_size, "total_steps": result.total_steps,

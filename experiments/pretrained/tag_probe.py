@@ -9,7 +9,10 @@ per column (``mvlt.train.teachers.probe``: full-batch L-BFGS). The L2 strength i
 on a held-out 15 % of the training products (a salted hash of the product id); the probe is then
 fitted again on the whole training split and scored once on the test split
 with the project's own tagging scores (accuracy, macro-F1, majority class). ``--modality text``
-probes MiniLM's sentence features instead: how much of a column the description states.
+probes MiniLM's sentence features instead: how much of a column the description states;
+``--modality image+text`` both side by side, what recognition (M-CR / S-CR) sees, photo and
+description: ``--columns category,subcategory --modality image+text`` is the frozen pair's
+recognition reference.
 Writes ``metrics.json`` and prints one line per column.
 """
 
@@ -31,13 +34,21 @@ from mvlt.tagging.evaluate import metric_name, score_attribute
 from mvlt.train.teachers.features import teacher_features
 from mvlt.train.teachers.probe import choose, fit_probe, held_out, standardised
 
+MODALITIES = ("image", "text", "image+text")
+
+
+def features(catalogue: object, modality: str, cache: str | None) -> torch.Tensor:
+    """The teacher features a probe reads: one modality's, or both side by side (``image+text``)."""
+    cached = teacher_features(catalogue, cache)
+    return torch.cat([cached[m] for m in modality.split("+")], 1)
+
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="a manifest with train and test splits")
     p.add_argument("--columns", required=True, help="comma-separated attribute columns")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--modality", choices=("image", "text"), default="image")
+    p.add_argument("--modality", choices=MODALITIES, default="image")
     p.add_argument("--cache", default=None, help="teacher feature cache (default $MVLT_CACHE_DIR/teachers)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
@@ -46,8 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     train, test = (open_catalogue(args.data, split=s) for s in ("train", "test"))
     train_values, test_values = (catalogue_columns(c, columns, "--columns") for c in (train, test))
-    x_train = teacher_features(train, args.cache)[args.modality]
-    x_test = teacher_features(test, args.cache)[args.modality]
+    x_train, x_test = (features(c, args.modality, args.cache) for c in (train, test))
     x_train, x_test = standardised(x_train), standardised(x_test, reference=x_train)
     val = held_out(list(train.groups or train.product_ids))
     record: dict = {"name": f"frozen_{args.modality}_teacher_linear_probe", "columns": {}, "metrics": {}}

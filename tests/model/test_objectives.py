@@ -177,3 +177,30 @@ def test_fused_head_scores_and_match_probability_agree(nano: mvlt.MVLT) -> None:
         prob = nano.match_probability(batch["images"], batch["input_ids"], batch["attention_mask"])
     torch.testing.assert_close(score, logits[:, 1] - logits[:, 0])
     torch.testing.assert_close(prob, torch.sigmoid(score))
+
+
+def test_recognition_reads_the_itm_pass_of_the_true_pairs() -> None:
+    """With ITC-mined ITM and no MIR / MLM, the recognition losses come from the ITM pass's true
+    pairs: the same values as a clean joint pass, one whole-encoder pass fewer."""
+    torch.manual_seed(0)
+    model = mvlt.create_model("mvlt_nano", vocab_size=3000, num_categories=3, num_subcategories=4).eval()
+    batch = make_batch(4, 64, 8, vocab=3000)
+    batch["index"] = torch.arange(4)
+    weights = mvlt.LossWeights(itc=1.0, mir=0.0, mlm=0.0, itm=1.0, category=1.0, subcategory=1.0)
+    calls = []
+    hook = model.text_embed.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        shared = model.forward_loss(batch, weights, itm_negatives="itc")
+        clean = model.forward_loss(
+            batch, mvlt.LossWeights(itc=0.0, mir=0.0, mlm=0.0, itm=0.0, category=1.0, subcategory=1.0),
+            use_masked_images=False,
+        )  # fmt: skip
+    hook.remove()
+    assert calls == [1, 1]  # the text pass of ITC only; the recognition-only call embeds once more
+    for name in ("category", "subcategory"):
+        torch.testing.assert_close(shared[name], clean[name], atol=1e-5, rtol=1e-4)
+    # With MLM on, the joint pass runs anyway and recognition stays there (on its inputs).
+    both = model.forward_loss(
+        batch, mvlt.LossWeights(itc=1.0, mir=0.0, mlm=1.0, category=1.0), itm_negatives="itc"
+    )
+    assert {"category", "mlm", "itm"} <= set(both)

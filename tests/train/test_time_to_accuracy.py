@@ -81,10 +81,13 @@ def test_model_augmentation_and_shared_caches(monkeypatch: pytest.MonkeyPatch, t
     assert Path(config.image_cache).parent == shared and Path(config.teacher_cache).parent == shared
     plain = time_to_accuracy.training_config(time_to_accuracy.parse_args(["--out", str(tmp_path / "b")]))
     assert Path(plain.image_cache).parent == tmp_path / "b" and plain.model == "mvlt_nano"
-    assert plain.augment is None
-    with pytest.raises(SystemExit) as exit_info:
-        time_to_accuracy.parse_args(["--model", "mvlt_huge"])
-    assert exit_info.value.code == 2
+    assert plain.augment is None and plain.image_size == 96
+    sized = time_to_accuracy.parse_args(["--out", str(tmp_path / "c"), "--image-size", "128"])
+    assert time_to_accuracy.training_config(sized).image_size == 128
+    for bad in (["--model", "mvlt_huge"], ["--image-size", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            time_to_accuracy.parse_args(bad)
+        assert exit_info.value.code == 2, bad
 
 
 @pytest.mark.slow
@@ -118,3 +121,22 @@ def test_a_bad_flag_is_one_line_and_leaves_no_output(
     ):
         assert time_to_accuracy.main(["--out", str(out), "--data", "synthetic", *flags]) == 2
         assert named in capsys.readouterr().err and not out.exists()  # the same command can be re-run
+
+
+@pytest.mark.slow
+def test_a_pretraining_that_learns_recognition_is_scored_on_it(
+    tta, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tokenizer_dir: Path
+) -> None:
+    def recognising(args):  # the tiny run, with the recognition heads trained from the start
+        return tiny_config(
+            args.out / "train", tokenizer_dir, steps=2, max_minutes=1e-6, fit_minutes=5.0,
+            objectives=["itc", "itm", "category", "subcategory"],
+        )  # fmt: skip
+
+    monkeypatch.setattr(tta, "training_config", recognising)
+    record_path = tmp_path / "tta.json"
+    argv = ["--out", str(tmp_path / "run"), "--queries", "6", "--negatives", "5", "--target", "0.999",
+            "--json", str(record_path)]  # fmt: skip
+    assert tta.main(argv) == 1
+    points = json.loads(record_path.read_text())["points"]
+    assert len(points) == 2 and all(0 <= p["scr_acc"] <= 1 and 0 <= p["mcr_acc"] <= 1 for p in points)

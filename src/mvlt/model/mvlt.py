@@ -10,7 +10,7 @@ Every stage of the computation is a named method that can be called (and tested)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -468,10 +468,14 @@ class MVLT(nn.Module):
         losses: dict[str, torch.Tensor] = {}
         heads = (("category", self.category_head), ("subcategory", self.subcategory_head))
         recognise = [n for n, head in heads if getattr(w, n) and head is not None and f"{n}_labels" in batch]
-        if w.mir or w.mlm or (w.itm and mode == "data") or recognise:
+        # ITC-mined ITM runs the clean joint pass on the true pairs: recognition reads it there,
+        # unless a joint pass runs anyway (MIR / MLM / the paper's ITM), which saves a whole pass.
+        joint = bool(w.mir or w.mlm or (w.itm and mode == "data"))
+        on_itm = [] if joint or not (w.itm and mode == "itc") else recognise
+        if joint or (recognise and not on_itm):
             losses.update(self._joint_losses(batch, w, use_masked_images, mode == "data", recognise))
         if w.itc or (w.itm and mode == "itc") or _distils(w):
-            losses.update(self._contrastive_losses(batch, w, gather or LocalGather(), seed))
+            losses.update(self._contrastive_losses(batch, w, gather or LocalGather(), seed, on_itm))
         learn_tags = bool(w.tags and "tag_labels" in batch)
         if self.tag_heads and (learn_tags or w.kd_tags):  # one image pass serves both
             logits = self.tag_logits(batch["images"])
@@ -517,9 +521,15 @@ class MVLT(nn.Module):
         return losses
 
     def _contrastive_losses(
-        self, batch: Mapping[str, Any], w: LossWeights, gather: Gather, seed: int
+        self,
+        batch: Mapping[str, Any],
+        w: LossWeights,
+        gather: Gather,
+        seed: int,
+        recognise: Sequence[str] = (),
     ) -> dict[str, torch.Tensor]:
-        """ITC on the unimodal passes, and ITM on ITC-mined negatives, over the global batch."""
+        """ITC on the unimodal passes, and ITM on ITC-mined negatives, over the global batch;
+        ``recognise``: the recognition losses on the ITM pass's true pairs (clean image and text)."""
         head = self._require_itc()
         images = batch["images"]
         ids, mask = _clean_text(batch)
@@ -581,6 +591,10 @@ class MVLT(nn.Module):
                 pair_ids = torch.cat((ids, all_ids[neg_text], ids))
                 features = self.forward_encoder(pair_images, pair_ids, pair_mask)
             losses["itm"] = F.cross_entropy(self.itm_logits(features).float(), labels)
+            if recognise:
+                recognition = self.recognition_logits(features.cls[:n])
+                for name in recognise:
+                    losses[name] = _mean_cross_entropy(getattr(recognition, name), batch[f"{name}_labels"])
         return losses
 
     def _distillation_losses(

@@ -40,7 +40,8 @@ PRETRAIN_WEIGHTS = {
 }
 """Pre-training weights by recipe. ``paper``: eq. (8), 10·MIR + ITM + MLM. ``mvlt`` (ours): ITC 1,
 ITM 3, MLM 1, MIR 1 (docs/DESIGN.md measures the choice). Recognition heads are not
-trained during pre-training."""
+trained during pre-training by default (``objectives`` can add them; on H&M they cost retrieval
+about 20 R@5 points: docs/RESULTS.md)."""
 FINETUNE_WEIGHTS = {"itc": 0.0, "mir": 0.0, "itm": 0.0, "mlm": 0.0, "category": 1.0, "subcategory": 1.0,
                     "tags": 0.0, "tags_text": 0.0}  # fmt: skip
 """Released code: the two recognition cross-entropies, weight 1 each, on clean inputs. With
