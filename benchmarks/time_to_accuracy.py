@@ -14,13 +14,14 @@ Design comparisons are scored on a validation slice, never on test: ``--data`` a
 ``--split val``; ``--shared-caches DIR`` lets the runs of one comparison build the image cache and
 teacher features once. ``--finetune-minutes M`` adds ``mvlt demo``'s second stage after the
 pre-training: recognition heads fine-tuned for M minutes, then retrieval (the same lists) and
-recognition (M-CR, S-CR) scored on the fine-tuned model, both on the clock. A pre-training that
+recognition (M-CR, S-CR) scored on the fine-tuned model, both on the clock; ``--fit-heads`` ends
+it by fitting the heads as linear probes on the encoder (``TrainConfig.fit_heads``). A pre-training that
 trains the recognition heads itself (``--objectives ...,category,subcategory``: they read the ITM
 pass's true pairs, no extra pass) is scored on M-CR / S-CR at every point.
 
     .venv/bin/python benchmarks/time_to_accuracy.py [--minutes 16] [--eval-every 4] [--target 0.45]
         [--queries 500] [--teachers SOURCES] [--objectives LIST] [--model mvlt_nano] [--image-size 96]
-        [--augment LIST] [--split test] [--shared-caches DIR] [--finetune-minutes 0]
+        [--augment LIST] [--split test] [--shared-caches DIR] [--finetune-minutes 0] [--fit-heads]
         [--out runs/time-to-accuracy] [--threads 2] [--json benchmarks/results/time_to_accuracy.json]
         [--picture docs/images/time_to_accuracy.png]
     .venv/bin/python benchmarks/time_to_accuracy.py --redraw RUN.json [RUN.json ...] --picture PNG
@@ -80,8 +81,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch-groups", type=int, default=0, metavar="N",
         help="batches of N-item blocks that share a sub-category (TrainConfig.batch_groups; 0: off)",
     )  # fmt: skip
+    p.add_argument(
+        "--itc-memory", type=int, default=0, metavar="N",
+        help="the last N rows' ITC embeddings as extra negatives (TrainConfig.itc_memory; 0: off)",
+    )  # fmt: skip
+    p.add_argument(
+        "--itc-memory-start", type=float, default=0.5, metavar="F",
+        help="the fraction of pre-training after which the memory is used (TrainConfig.itc_memory_start)",
+    )  # fmt: skip
     p.add_argument("--model", default="mvlt_nano", help="registered variant (mvlt.list_models())")
     p.add_argument("--image-size", type=int, default=96, help="pixels a side the model sees")
+    p.add_argument("--lr", type=float, default=1e-3, help="pre-training's peak learning rate")
     p.add_argument(
         "--augment", default=None, metavar="LIST",
         help="geometric augmentation of the clean images, as mvlt pretrain --augment (flip,crop)",
@@ -100,6 +110,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="after pre-training, fine-tune the recognition heads for M minutes (ITC, ITM and the "
         "teachers' losses kept on, as mvlt demo keeps the matching ones), then score retrieval and "
         "recognition (M-CR, S-CR) on the fine-tuned model; 0: pre-training only",
+    )  # fmt: skip
+    p.add_argument(
+        "--fit-heads", action="store_true",
+        help="end the fine-tuning by fitting the recognition heads as linear probes on the encoder's "
+        "[CLS] (TrainConfig.fit_heads), on the clock",
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -127,11 +142,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.loss_weights = parse_key_values(items, "--loss-weights", float)
     except ConfigError as err:
         p.error(str(err))
-    for name in ("minutes", "eval_every", "target", "queries", "negatives", "seconds_per_step", "image_size"):
+    positive = ("minutes", "eval_every", "target", "queries", "negatives", "seconds_per_step", "image_size")
+    for name in (*positive, "lr"):
         if not getattr(args, name) > 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     if args.finetune_minutes < 0:
         p.error("--finetune-minutes must not be negative")
+    if args.fit_heads and not args.finetune_minutes:
+        p.error("--fit-heads fits the fine-tuned recognition heads: give --finetune-minutes")
     return args
 
 
@@ -139,14 +157,16 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
     """The demo's pre-training, its caches inside ``--out`` so that building them is on the clock."""
     caches = args.shared_caches or args.out
     return TrainConfig(
-        task="pretrain", model=args.model, data=args.data, image_size=args.image_size, batch_size=64, lr=1e-3,
-        seed=args.seed, threads=args.threads, steps=max(20, int(60 * args.minutes / args.seconds_per_step)),
+        task="pretrain", model=args.model, data=args.data, image_size=args.image_size, batch_size=64,
+        lr=args.lr, seed=args.seed, threads=args.threads,
+        steps=max(20, int(60 * args.minutes / args.seconds_per_step)),
         fit_minutes=args.minutes, max_minutes=args.eval_every, checkpoint_every=10**6, keep_checkpoints=1,
         log_every=25, image_cache=str(caches / "image-cache"), out=str(args.out / "train"),
         teachers=args.teachers.split(",") if args.teachers else None,
         objectives=args.objectives.split(",") if args.objectives else None,
         teacher_cache=str(caches / "teacher-cache"), augment=args.augment,
         model_overrides={"pair_head": True} if args.pair_head else {}, batch_groups=args.batch_groups,
+        itc_memory=args.itc_memory, itc_memory_start=args.itc_memory_start,
         loss_weights=args.loss_weights,
     )  # fmt: skip
 
@@ -164,7 +184,7 @@ def finetune_config(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
         steps=max(20, int(60 * args.finetune_minutes / args.seconds_per_step)),
         fit_minutes=args.finetune_minutes, max_minutes=None, objectives=None, model_overrides={},
         teachers=[s for s in config.teacher_sources() if s != "text-init"] or None,
-        loss_weights={**FINETUNE_MATCHING, **config.loss_weights},
+        loss_weights={**FINETUNE_MATCHING, **config.loss_weights}, fit_heads=args.fit_heads,
     )  # fmt: skip
 
 

@@ -49,6 +49,7 @@ TTA = (
     "{flags}--out DIR --json RUN.json"
 )
 GROUPED_KD8 = "--batch-groups 16 --loss-weights kd_image=8,kd_text=8 "
+MICRO_FINETUNED = GROUPED_KD8 + "--model mvlt_micro --finetune-minutes 8 "
 BENCHMARK_RUNS = {  # kept folder (time_to_accuracy.json + metrics.json of its last evaluation) -> entry
     "grouped-kd8-cpu": (
         "mvlt_text_image_grouped_kd8_cpu",
@@ -58,7 +59,12 @@ BENCHMARK_RUNS = {  # kept folder (time_to_accuracy.json + metrics.json of its l
     "micro-finetuned-cpu": (
         "mvlt_micro_text_image_grouped_kd8_finetuned_cpu",
         "text-init,text,image; kd x8; batches of 16; mvlt_micro; recognition fine-tuned 8 min",
-        TTA.format(minutes=40, every=20, flags=GROUPED_KD8 + "--model mvlt_micro --finetune-minutes 8 "),
+        TTA.format(minutes=40, every=20, flags=MICRO_FINETUNED),
+    ),
+    "micro-fitheads-cpu": (
+        "mvlt_micro_text_image_grouped_kd8_finetuned_fitheads_cpu",
+        "text-init,text,image; kd x8; batches of 16; mvlt_micro; recognition fine-tuned 8 min, heads fitted",
+        TTA.format(minutes=40, every=20, flags=MICRO_FINETUNED + "--fit-heads "),
     ),
 }
 SCRATCH_CPU_MINUTES = 52.8

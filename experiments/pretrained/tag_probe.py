@@ -31,8 +31,8 @@ from mvlt.data.columns import catalogue_columns
 from mvlt.data.errors import DataError
 from mvlt.exits import UsageError
 from mvlt.tagging.evaluate import metric_name, score_attribute
+from mvlt.train.linear_probe import choose, fit_probe, held_out, standardised
 from mvlt.train.teachers.features import teacher_features
-from mvlt.train.teachers.probe import choose, fit_probe, held_out, standardised
 
 MODALITIES = ("image", "text", "image+text")
 

@@ -192,11 +192,12 @@ def run_stages(plan: DemoPlan, args: argparse.Namespace) -> int:
     if result.interrupted:
         return _interrupted(out, result.interrupted)
 
-    stage(3, f"fine-tuning the recognition heads (ITC and ITM kept on), {plan.finetune_steps} steps")
+    stage(3, f"fine-tuning the recognition heads (ITC and ITM kept on), {plan.finetune_steps} steps, "
+             "then fitting them as linear probes")  # fmt: skip
     fine = TrainConfig(
         task="finetune", init=str(out / "pretrain"), steps=plan.finetune_steps, lr=plan.finetune_lr,
         out=str(out / "model"), loss_weights=FINETUNE_MATCHING, precision=plan.finetune_precision,
-        fit_minutes=stage_minutes(plan, "finetune"), **common,
+        fit_minutes=stage_minutes(plan, "finetune"), fit_heads=True, **common,
     )  # fmt: skip
     result = train(fine, resume=_started(out / "model"), overwrite=args.overwrite)
     trained_seconds += result.seconds

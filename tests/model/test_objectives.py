@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import mvlt
 from mvlt.model.config import PAPER_DESIGN, MVLTConfig
-from mvlt.model.objectives import contrastive_loss, pair_uniform, same_text, sample_negatives
+from mvlt.model.objectives import (
+    EmbeddingMemory,
+    contrastive_loss,
+    pair_uniform,
+    same_text,
+    sample_negatives,
+)
 
 from .test_model import make_batch
 
@@ -204,3 +212,46 @@ def test_recognition_reads_the_itm_pass_of_the_true_pairs() -> None:
         batch, mvlt.LossWeights(itc=1.0, mir=0.0, mlm=1.0, category=1.0), itm_negatives="itc"
     )
     assert {"category", "mlm", "itm"} <= set(both)
+
+
+ITC_ITM = mvlt.LossWeights(itc=1.0, mir=0.0, mlm=0.0, itm=1.0)
+
+
+def test_the_memory_keeps_the_newest_rows_and_round_trips() -> None:
+    memory = EmbeddingMemory(5, dim=2, text_length=3)
+    for start in (0, 3):
+        rows = torch.arange(start, start + 3, dtype=torch.float32)
+        column = rows[:, None]
+        memory.push(column.expand(3, 2), -column.expand(3, 2), column.long().expand(3, 3))
+    image, text, ids = memory.negatives(torch.device("cpu"))
+    assert len(memory) == 5 and image[:, 0].tolist() == [1, 2, 3, 4, 5]
+    assert ids[:, 0].tolist() == [1, 2, 3, 4, 5] and text[:, 0].tolist() == [-1, -2, -3, -4, -5]
+    again = EmbeddingMemory(5, dim=2, text_length=3)
+    again.load_state_dict(memory.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(again.negatives(torch.device("cpu")), (image, text, ids)))
+    with pytest.raises(ValueError, match="do not fit"):
+        EmbeddingMemory(5, dim=4, text_length=3).load_state_dict(memory.state_dict())
+    with pytest.raises(ValueError, match="size must be positive"):
+        EmbeddingMemory(0, dim=2, text_length=3)
+
+
+def test_memory_rows_are_negatives_or_with_the_same_text_positives() -> None:
+    torch.manual_seed(0)
+    model = mvlt.create_model("mvlt_nano", vocab_size=3000).eval()
+    batch = make_batch(4, 64, 8, vocab=3000)
+    batch["index"] = torch.arange(4)
+    memory = EmbeddingMemory(16, model.config.contrastive_dim, model.config.max_text_len)
+    with torch.no_grad():
+        plain = model.forward_loss(batch, ITC_ITM, itm_negatives="itc")["itc"]
+        first = model.forward_loss(batch, ITC_ITM, itm_negatives="itc", memory=memory)["itc"]
+        assert len(memory) == 4 and torch.equal(first, plain)  # empty: the batch alone, then pushed
+        # The memory now holds this very batch: each row's copy is a second positive with its own
+        # score, so every softmax is over each score twice and the loss rises by exactly ln 2.
+        second = model.forward_loss(batch, ITC_ITM, itm_negatives="itc", memory=memory)["itc"]
+        assert float(second) == pytest.approx(float(plain) + math.log(2), abs=1e-5)
+        # Other products' rows are negatives only: the loss rises, by less than ln 2 here.
+        other = make_batch(4, 64, 8, vocab=3000, seed=7)
+        fresh = EmbeddingMemory(16, model.config.contrastive_dim, model.config.max_text_len)
+        model.forward_loss({**other, "index": torch.arange(4, 8)}, ITC_ITM, itm_negatives="itc", memory=fresh)
+        harder = model.forward_loss(batch, ITC_ITM, itm_negatives="itc", memory=fresh)["itc"]
+        assert float(plain) < float(harder)

@@ -13,14 +13,9 @@ import torch
 from mvlt.model import LossWeights, create_model
 from mvlt.model.objectives import tag_distillation
 from mvlt.train import ConfigError, TrainConfig, train
+from mvlt.train.linear_probe import L2_GRID, choose, fit_probe, held_out
 from mvlt.train.teachers.distill import TeacherTargets
-from mvlt.train.teachers.probe import (
-    L2_GRID,
-    choose,
-    fit_probe,
-    held_out,
-    out_of_fold_probabilities,
-)
+from mvlt.train.teachers.probe import out_of_fold_probabilities
 from mvlt.train.teachers.sources import parse_sources
 
 from .helpers import tiny_config

@@ -82,9 +82,16 @@ def test_model_augmentation_and_shared_caches(monkeypatch: pytest.MonkeyPatch, t
     plain = time_to_accuracy.training_config(time_to_accuracy.parse_args(["--out", str(tmp_path / "b")]))
     assert Path(plain.image_cache).parent == tmp_path / "b" and plain.model == "mvlt_nano"
     assert plain.augment is None and plain.image_size == 96
-    sized = time_to_accuracy.parse_args(["--out", str(tmp_path / "c"), "--image-size", "128"])
+    sized = time_to_accuracy.parse_args(["--out", str(tmp_path / "c"), "--image-size", "128", "--lr", "2e-3"])
     assert time_to_accuracy.training_config(sized).image_size == 128
-    for bad in (["--model", "mvlt_huge"], ["--image-size", "0"]):
+    assert time_to_accuracy.training_config(sized).lr == 2e-3 and plain.lr == 1e-3 and plain.itc_memory == 0
+    remembered = time_to_accuracy.parse_args(["--out", str(tmp_path / "e"), "--itc-memory", "512"])
+    assert time_to_accuracy.training_config(remembered).itc_memory == 512
+    for extra, fits in (["--fit-heads"], True), ([], False):
+        args = time_to_accuracy.parse_args(["--out", str(tmp_path / "d"), "--finetune-minutes", "1", *extra])
+        config = time_to_accuracy.training_config(args)
+        assert time_to_accuracy.finetune_config(config, args).fit_heads is fits
+    for bad in (["--model", "mvlt_huge"], ["--image-size", "0"], ["--lr", "0"], ["--fit-heads"]):
         with pytest.raises(SystemExit) as exit_info:
             time_to_accuracy.parse_args(bad)
         assert exit_info.value.code == 2, bad

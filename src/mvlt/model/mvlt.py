@@ -24,6 +24,7 @@ from .decoders import build_decoder
 from .encoder import EncoderOutput, Stage, TextEmbedding
 from .heads import ClsTokenHead, ContrastiveHead, EmbeddingPair, FusedMatchHead, MLMHead
 from .objectives import (
+    EmbeddingMemory,
     Gather,
     LocalGather,
     contrastive_loss,
@@ -439,6 +440,7 @@ class MVLT(nn.Module):
         itm_negatives: str | None = None,
         gather: Gather | None = None,
         seed: int = 0,
+        memory: EmbeddingMemory | None = None,
     ) -> dict[str, torch.Tensor]:
         """Named losses of one batch and their weighted ``total`` (eq. 8, plus ITC).
 
@@ -459,7 +461,8 @@ class MVLT(nn.Module):
         one text, and every text with one image, drawn from the global batch in proportion to the
         ITC similarity (never the item or a text-sharing variant). ``None``: ``"itc"`` when the
         model has ITC heads, else ``"data"``. ``gather`` concatenates tensors over processes (the
-        engine's, under DDP); ``seed`` keys the negative draws.
+        engine's, under DDP); ``seed`` keys the negative draws. ``memory``: past global batches'
+        ITC embeddings as extra ITC negatives; this batch's are pushed into it.
         """
         w = weights or LossWeights()
         mode = itm_negatives or ("itc" if self.itc_head is not None else "data")
@@ -475,7 +478,7 @@ class MVLT(nn.Module):
         if joint or (recognise and not on_itm):
             losses.update(self._joint_losses(batch, w, use_masked_images, mode == "data", recognise))
         if w.itc or (w.itm and mode == "itc") or _distils(w):
-            losses.update(self._contrastive_losses(batch, w, gather or LocalGather(), seed, on_itm))
+            losses.update(self._contrastive_losses(batch, w, gather or LocalGather(), seed, on_itm, memory))
         learn_tags = bool(w.tags and "tag_labels" in batch)
         if self.tag_heads and (learn_tags or w.kd_tags):  # one image pass serves both
             logits = self.tag_logits(batch["images"])
@@ -527,9 +530,11 @@ class MVLT(nn.Module):
         gather: Gather,
         seed: int,
         recognise: Sequence[str] = (),
+        memory: EmbeddingMemory | None = None,
     ) -> dict[str, torch.Tensor]:
         """ITC on the unimodal passes, and ITM on ITC-mined negatives, over the global batch;
-        ``recognise``: the recognition losses on the ITM pass's true pairs (clean image and text)."""
+        ``recognise``: the recognition losses on the ITM pass's true pairs (clean image and text);
+        ``memory``: extra ITC negatives (ITM still mines the batch), then this batch pushed in."""
         head = self._require_itc()
         images = batch["images"]
         ids, mask = _clean_text(batch)
@@ -539,10 +544,10 @@ class MVLT(nn.Module):
             index = torch.arange(n, device=images.device) + gather.rank * n
         # Texts of different processes differ in length: pad, gather, cut to the longest.
         pad = self.config.pad_token_id
-        all_ids = gather(pad_columns(ids, self.config.max_text_len, pad))
+        full_ids = gather(pad_columns(ids, self.config.max_text_len, pad))
         all_mask = gather(pad_columns(mask, self.config.max_text_len, 0))
         used = max(int(all_mask.sum(1).max()), 1)
-        all_ids, all_mask = all_ids[:, :used], all_mask[:, :used]
+        all_ids, all_mask = full_ids[:, :used], all_mask[:, :used]
         ids, mask = pad_columns(ids, used, pad)[:, :used], pad_columns(mask, used, 0)[:, :used]
 
         fuse = self.config.fusion_stage - 1  # first joint stage, 0-based
@@ -563,7 +568,16 @@ class MVLT(nn.Module):
         temperature = head.clamped_temperature()
         losses: dict[str, torch.Tensor] = {}
         if w.itc:
-            losses["itc"] = contrastive_loss(image_emb, text_emb, all_image, all_text, same, temperature)
+            keys_image, keys_text, positives = all_image, all_text, same
+            if memory is not None and len(memory):
+                past_image, past_text, past_ids = memory.negatives(images.device)
+                keys_image, keys_text = torch.cat((all_image, past_image)), torch.cat((all_text, past_text))
+                own = pad_columns(ids, self.config.max_text_len, pad)
+                positives = torch.cat((same, same_text(own, past_ids)), 1)
+            keys = (keys_image, keys_text, positives)
+            losses["itc"] = contrastive_loss(image_emb, text_emb, *keys, temperature)
+            if memory is not None:
+                memory.push(all_image, all_text, full_ids)
         if _distils(w):
             losses.update(
                 self._distillation_losses(batch, w, gather, mimics, image_emb, text_emb, all_image, all_text)

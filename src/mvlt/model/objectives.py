@@ -46,6 +46,52 @@ def same_text(ids: torch.Tensor, all_ids: torch.Tensor) -> torch.Tensor:
     return (ids[:, None, :] == all_ids[None, :, :]).all(-1)
 
 
+class EmbeddingMemory:
+    """The ITC embeddings of the last ``size`` global rows, as extra ITC negatives (cross-batch
+    memory, XBM, Wang et al. 2020; MoCo's and ALBEF's queues without the momentum encoder).
+
+    A batch of 64 offers each row 63 negatives; the memory adds the last ``size`` rows' embeddings,
+    detached and a few steps stale, which stay close to the current model's once training is past
+    its first steps. Rows whose text is the query's (the item seen again, or a colour variant)
+    count as positives, as in the batch. The engine owns it (the model never holds training state)
+    and saves it with the checkpoint, so a resumed run continues exactly.
+    """
+
+    def __init__(self, size: int, dim: int, text_length: int) -> None:
+        if size <= 0:
+            raise ValueError(f"EmbeddingMemory: size must be positive, got {size}")
+        self.size = size
+        self.image = torch.zeros(0, dim)
+        self.text = torch.zeros(0, dim)
+        self.ids = torch.zeros(0, text_length, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def negatives(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The stored image and text embeddings and token ids, oldest first, on ``device``."""
+        return self.image.to(device), self.text.to(device), self.ids.to(device)
+
+    @torch.no_grad()
+    def push(self, image: torch.Tensor, text: torch.Tensor, ids: torch.Tensor) -> None:
+        """Append a global batch (``G x dim`` embeddings, ``G x text_length`` ids); keep the newest
+        ``size`` rows."""
+        self.image = torch.cat((self.image.to(image.device), image.detach().float()))[-self.size :]
+        self.text = torch.cat((self.text.to(text.device), text.detach().float()))[-self.size :]
+        self.ids = torch.cat((self.ids.to(ids.device), ids))[-self.size :]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"image": self.image.cpu(), "text": self.text.cpu(), "ids": self.ids.cpu()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        if state["image"].shape[1:] != self.image.shape[1:] or state["ids"].shape[1:] != self.ids.shape[1:]:
+            raise ValueError(
+                f"EmbeddingMemory: saved rows {tuple(state['image'].shape)}, ids {tuple(state['ids'].shape)} "
+                f"do not fit ({self.image.shape[1]}-d, {self.ids.shape[1]} tokens)"
+            )
+        self.image, self.text, self.ids = (state[k][-self.size :] for k in ("image", "text", "ids"))
+
+
 def contrastive_loss(
     image: torch.Tensor,
     text: torch.Tensor,

@@ -116,14 +116,18 @@ def save_checkpoint(
     rng: list[dict[str, Any]],
     scaler: Any = None,
     keep: int = 3,
+    memory: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``step-<state['step']>`` atomically, then delete all but the newest ``keep``."""
+    """Write ``step-<state['step']>`` atomically, then delete all but the newest ``keep``.
+    ``memory``: the ITC memory's state (``TrainConfig.itc_memory``), kept beside the optimizer's."""
     path = step_dir(out, int(state["step"]))
     with atomic_directory(path) as tmp:
         model.save_pretrained(tmp)
         payload = {"optimizer": optimizer.state_dict()}
         if scaler is not None and scaler.is_enabled():
             payload["scaler"] = scaler.state_dict()
+        if memory is not None:
+            payload["memory"] = memory
         torch.save(payload, tmp / OPTIMIZER_NAME)
         torch.save(rng, tmp / RNG_NAME)
         atomic_write_text(tmp / STATE_NAME, json.dumps(state, indent=2) + "\n")

@@ -32,7 +32,7 @@ from .config import (
 )
 
 SAFE_TO_CHANGE_ON_RESUME = {"out", "threads", "workers", "image_cache", "log_every", "checkpoint_every",
-                            "keep_checkpoints", "progress", "tensorboard", "device"}  # fmt: skip
+                            "keep_checkpoints", "progress", "tensorboard", "device", "fit_heads"}  # fmt: skip
 """Keys that may differ from the saved run without changing what one step computes."""
 NUMBER_RULES = {
     "image_size": "image_size", "batch_size": "count", "accumulation": "count", "steps": "count",
@@ -42,7 +42,7 @@ NUMBER_RULES = {
     "weight_decay": "non_negative", "clip_grad_norm": "positive", "mask_ratio": "open_fraction",
     "mask_unit": "count", "mlm_prob": "fraction", "itm_negative_prob": "fraction", "vocab_size": "count",
     "max_text_len": "count", "threads": "count", "workers": "whole", "checkpoint_every": "count",
-    "keep_checkpoints": "count", "log_every": "count", "batch_groups": "whole",
+    "keep_checkpoints": "count", "log_every": "count", "batch_groups": "whole", "itc_memory": "whole",
 }  # fmt: skip
 """What each numeric flag must be (:data:`mvlt.exits.RULES`): ``--lr nan`` is refused naming the flag."""
 
@@ -55,6 +55,7 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--batch-size", "batch_size", int, "N", "global batch per optimizer step, over all processes"),
     ("--accumulation", "accumulation", int, "N", "micro-batches per optimizer step"),
     ("--batch-groups", "batch_groups", int, "N", "batches of N-item blocks sharing a sub-category (0: off)"),
+    ("--itc-memory", "itc_memory", int, "N", "the last N rows' ITC embeddings as extra negatives (0: off)"),
     ("--steps", "steps", int, "N", "optimizer steps (wins over --epochs)"),
     ("--epochs", "epochs", float, "N", "passes over the training split (default 1)"),
     (
@@ -174,6 +175,10 @@ def _add_flags(parser: argparse.ArgumentParser, task: str) -> None:
     if task == "finetune":
         parser.add_argument("--freeze-encoder", dest="freeze_encoder", action="store_const", const=True,
                             default=None, help="train only the recognition heads")  # fmt: skip
+    parser.add_argument("--fit-heads", dest="fit_heads", action="store_const", const=True, default=None,
+                        help="after the last step, fit the recognition heads' output layers as linear "
+                             "probes on the frozen encoder (recommended: minutes of fine-tuning leave "
+                             "them far from what the [CLS] can tell apart)")  # fmt: skip
     for key, text in (("progress", "progress bar"), ("tensorboard", "TensorBoard logs")):
         parser.add_argument(
             f"--{key}", dest=key, action=argparse.BooleanOptionalAction, default=None, help=text
@@ -218,7 +223,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
             if key in NUMBER_RULES:
                 check_number(flag, value, NUMBER_RULES[key])
             overrides[key] = value
-    for key in ("freeze_encoder", "progress", "tensorboard", "skip_bad_rows"):
+    for key in ("freeze_encoder", "fit_heads", "progress", "tensorboard", "skip_bad_rows"):
         if getattr(args, key, None) is not None:
             overrides[key] = getattr(args, key)
     if "split" in overrides:

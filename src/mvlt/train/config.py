@@ -74,6 +74,10 @@ class TrainConfig:
     starting weights (e.g. a previous run); its tokenizer is reused."""
     freeze_encoder: bool = False
     """Fine-tuning: train only the recognition heads. Default off, as in the paper (end to end)."""
+    fit_heads: bool = False
+    """After the last step, fit each recognition head's output layer as a linear probe on the
+    frozen encoder's [CLS] of the training pairs (ours; ``mvlt.train.head_fit``). Needs the
+    ``category`` or ``subcategory`` objective (the heads)."""
     labels: list[str] | None = None
     """Catalogue columns to train one tag head each for (``[colour, pattern]``, ours). The heads
     read the image-only pass, so they tag a photo without its description; their label maps are
@@ -129,6 +133,12 @@ class TrainConfig:
     and the ITM negatives it mines are then mostly of the same kind of garment, the negatives the
     1 + K protocol (and a shopper's query) must tell apart. 0: one uniform shuffle (the paper's).
     Must divide ``batch_size``."""
+    itc_memory: int = 0
+    """ITC's extra negatives: the embeddings of the last this many global rows, detached (cross-
+    batch memory, XBM; ours, 0 = off as in the paper). Saved with each checkpoint."""
+    itc_memory_start: float = 0.5
+    """The fraction of the run's steps after which the memory fills and is used. XBM starts its
+    memory once the features drift slowly; started at step 0 here, ITC fell to chance."""
     accumulation: int = 1
     """Micro-batches per optimizer step (per process)."""
     steps: int | None = None
@@ -425,10 +435,18 @@ class TrainConfig:
             raise bad("itm_negatives", "'itc' mines negatives from the ITC similarities: switch ITC on")
         if self.task == "finetune" and not self.init:
             raise bad("init", "fine-tuning needs the pre-trained checkpoint (--init DIR)")
+        if self.fit_heads and not (weights["category"] or weights["subcategory"]):
+            raise bad("fit_heads", "fits the recognition heads: switch category or subcategory on")
         if self.task == "pretrain" and self.freeze_encoder:
             raise bad("freeze_encoder", "only fine-tuning can freeze the encoder")
         if self.image_size is not None and (self.image_size < 32 or self.image_size % 32):
             raise bad("image_size", "must be a positive multiple of 32")
+        if self.itc_memory < 0:
+            raise bad("itc_memory", "must not be negative (0: off)")
+        if not 0 <= self.itc_memory_start < 1:
+            raise bad("itc_memory_start", "must be a fraction of the run in [0, 1)")
+        if self.itc_memory and not weights["itc"]:
+            raise bad("itc_memory", "adds negatives to ITC: switch ITC on")
         if self.batch_groups < 0:
             raise bad("batch_groups", "must not be negative (0: one uniform shuffle)")
         if self.batch_groups and self.batch_size % self.batch_groups:

@@ -36,6 +36,7 @@ from ..data.errors import DataError
 from ..exits import RunFailed
 from ..masking import IGNORE_INDEX
 from ..model.config import OBJECTIVES, LossWeights
+from ..model.objectives import EmbeddingMemory
 from ..runtime import Precision, resolve_precision
 from . import checkpoint as ckpt
 from .budget import CHECK_EVERY_STEPS, BudgetFit
@@ -52,6 +53,7 @@ from .distributed import (
     gather_objects,
     init_runtime,
 )
+from .head_fit import fit_recognition_heads
 from .model_setup import build_model_and_data, freeze_unused
 from .optim import build_optimizer
 from .resume import RunExistsError, bad_row_message, prepare_out, restore
@@ -183,6 +185,8 @@ class Trainer:
             self.dataset, world, runtime.rank, seed=config.seed,
             groups=self.catalogue.subcategories if config.batch_groups else None, block=config.batch_groups,
         )  # fmt: skip
+        dims = (self.model.config.contrastive_dim, self.model.config.max_text_len)
+        self.memory = EmbeddingMemory(config.itc_memory, *dims) if config.itc_memory else None
         self.last_checkpoint: Path | None = None
         self.budget = BudgetFit(60 * config.fit_minutes) if config.fit_minutes else None
         if self.resumed is not None:
@@ -216,7 +220,7 @@ class Trainer:
         assert self.resumed is not None
         state = self.resumed.state
         expected = {"global_batch": self.config.batch_size, "steps_per_epoch": self.steps_per_epoch}
-        restore(state, self.optimizer, self.scaler, self.runtime, self.config.seed, expected)
+        restore(state, self.optimizer, self.scaler, self.runtime, self.config.seed, expected, self.memory)
         self.step, self.last_checkpoint = state.step, state.path
         if self.budget is not None and "trained_s" in state.state:  # the length the run was fitted to
             self.budget.trained_before_s = float(state.state["trained_s"])
@@ -265,6 +269,8 @@ class Trainer:
                 self._save(losses, time.perf_counter() - started)
             if progress is not None:
                 progress.close()
+            if cfg.fit_heads and interrupted is None:
+                self._fit_heads()
             return self._finish(start_step, started, losses, interrupted)
         except DataError as err:  # an image that cannot be read: keep what the finished steps trained
             raise self._stop_at_bad_row(err, window, losses, started) from None
@@ -421,7 +427,7 @@ class Trainer:
                     parts = self.net(
                         batch, weights=self.loss_weights, use_masked_images=masked,
                         itm_negatives="itc" if self.itm_negatives == "itc" else "data", gather=self.gather,
-                        seed=self._draw_seed(i),
+                        seed=self._draw_seed(i), memory=self._memory(),
                     )  # fmt: skip
                 missing = [n for n in names if n not in parts]
                 if missing:
@@ -431,6 +437,12 @@ class Trainer:
                 loss = objective / len(micro)
                 (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()
         return sums
+
+    def _memory(self) -> EmbeddingMemory | None:
+        """The ITC memory once the run is ``itc_memory_start`` of the way through, else none."""
+        if self.memory is None or self.step < self.config.itc_memory_start * self.total_steps:
+            return None
+        return self.memory
 
     def _draw_seed(self, micro_index: int) -> int:
         """Seed of the in-batch negative draws: a function of (seed, step, micro-batch) only, so
@@ -496,9 +508,35 @@ class Trainer:
                 rng,
                 self.scaler,
                 keep=self.config.keep_checkpoints,
+                memory=self.memory.state_dict() if self.memory is not None else None,
             )
             self.model.save_pretrained(self.out)  # the output folder is always a loadable model
         self.last_checkpoint = ckpt.step_dir(self.out, self.step)
+        barrier(self.runtime)
+
+    def _fit_heads(self) -> None:
+        """``fit_heads``: the recognition heads' output layers fitted as linear probes on the
+        trained encoder (:mod:`.head_fit`), then the output folder re-saved. The step checkpoint
+        keeps the trained heads, so a resumed finished run fits them again, to the same result.
+        The first rank fits; the others wait."""
+        if self.runtime.is_main:
+            t0 = time.perf_counter()
+            bar = progress_bar(len(self.catalogue), 0, "fit heads", "pair") if self.config.progress else None
+            records = fit_recognition_heads(
+                self.model, self.catalogue, self.image_size, self.config.resize,
+                getattr(self.dataset, "image_cache", None), self.micro_batch, self.precision.autocast,
+                bar.update if bar is not None else None,
+            )  # fmt: skip
+            if bar is not None:
+                bar.close()
+            self.model.save_pretrained(self.out)
+            seconds = time.perf_counter() - t0
+            for name, r in records.items():
+                self.log.info(
+                    f"fit heads: {name} output layer fitted as a linear probe on the encoder's [CLS] (L2 "
+                    f"{r['l2']:g}, held-out accuracy {100 * r['held_out_acc']:.1f} %, train "
+                    f"{100 * r['train_acc']:.1f} %); both heads in {seconds:.1f} s"
+                )
         barrier(self.runtime)
 
     # ------------------------------------------------------------------------ logs and output

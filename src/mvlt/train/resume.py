@@ -150,10 +150,10 @@ def load_resumable(path: Path) -> ResumePoint:
 
 def restore(
     state: ckpt.TrainingState, optimizer: torch.optim.Optimizer, scaler: Any, runtime: Runtime, seed: int,
-    expected: dict[str, int],
+    expected: dict[str, int], memory: Any = None,
 ) -> None:  # fmt: skip
-    """Put the optimizer, gradient scaler and RNG states of ``state`` back; ``expected`` (the
-    global batch and steps per epoch) must match, or the data position would mean another item."""
+    """Put the optimizer, gradient scaler, RNG and ITC-memory states of ``state`` back; ``expected``
+    (the global batch and steps per epoch) must match, or the data position would mean another item."""
     for key, value in expected.items():
         if int(state.state[key]) != int(value):
             raise UsageError(
@@ -161,6 +161,12 @@ def restore(
                 "resume with the same batch size and training data"
             )
     optimizer.load_state_dict(state.optimizer["optimizer"])
+    if memory is not None:
+        if "memory" not in state.optimizer:
+            raise UsageError(
+                f"--resume: {state.path} was trained without an ITC memory; resume with the run's itc_memory"
+            )
+        memory.load_state_dict(state.optimizer["memory"])
     if "scaler" in state.optimizer and scaler.is_enabled():
         scaler.load_state_dict(state.optimizer["scaler"])
     if len(state.rng) == runtime.world_size:

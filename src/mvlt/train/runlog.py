@@ -118,10 +118,10 @@ class Window:
         return f"{parts} lr {lr:.2e} {self.samples_per_second():.1f} samples/s"
 
 
-def progress_bar(total: int, initial: int, desc: str) -> Any:
-    """A tqdm bar of optimizer steps on stderr."""
+def progress_bar(total: int, initial: int, desc: str, unit: str = "step") -> Any:
+    """A tqdm bar of optimizer steps (or other ``unit``) on stderr."""
     from tqdm import tqdm
 
     interactive = sys.stderr.isatty()  # in a log file, a line every 30 s is plenty
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr,
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
                 mininterval=0.5 if interactive else 30.0)  # fmt: skip
