@@ -25,6 +25,7 @@ from ..data.tokenizer import Tokenizer
 from ..exits import UsageError
 from ..model.io import LABELS_NAME, CheckpointError, load_state_checked, read_config
 from ..model.mvlt import MVLT
+from ..model.objectives import EmbeddingMemory
 from . import checkpoint as ckpt
 from .config import TrainConfig, load_config
 from .distributed import Runtime, barrier
@@ -150,7 +151,7 @@ def load_resumable(path: Path) -> ResumePoint:
 
 def restore(
     state: ckpt.TrainingState, optimizer: torch.optim.Optimizer, scaler: Any, runtime: Runtime, seed: int,
-    expected: dict[str, int], memory: Any = None,
+    expected: dict[str, int], memory: EmbeddingMemory | None = None,
 ) -> None:  # fmt: skip
     """Put the optimizer, gradient scaler, RNG and ITC-memory states of ``state`` back; ``expected``
     (the global batch and steps per epoch) must match, or the data position would mean another item."""
