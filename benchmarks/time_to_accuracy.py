@@ -116,6 +116,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="end the fine-tuning by fitting the recognition heads as linear probes on the encoder's "
         "[CLS] (TrainConfig.fit_heads), on the clock",
     )  # fmt: skip
+    p.add_argument(
+        "--fit-heads-teacher", type=float, default=0.0, metavar="W",
+        help="with --fit-heads: the teachers' probabilities' share of the fit's targets "
+        "(TrainConfig.fit_heads_teacher; their probe on the clock)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/time-to-accuracy"))
@@ -150,6 +155,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--finetune-minutes must not be negative")
     if args.fit_heads and not args.finetune_minutes:
         p.error("--fit-heads fits the fine-tuned recognition heads: give --finetune-minutes")
+    if args.fit_heads_teacher and not args.fit_heads:
+        p.error("--fit-heads-teacher weighs the teachers in the heads' fit: add --fit-heads")
+    if not 0 <= args.fit_heads_teacher <= 1:
+        p.error("--fit-heads-teacher must be in [0, 1]")
     return args
 
 
@@ -185,6 +194,7 @@ def finetune_config(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
         fit_minutes=args.finetune_minutes, max_minutes=None, objectives=None, model_overrides={},
         teachers=[s for s in config.teacher_sources() if s != "text-init"] or None,
         loss_weights={**FINETUNE_MATCHING, **config.loss_weights}, fit_heads=args.fit_heads,
+        fit_heads_teacher=args.fit_heads_teacher,
     )  # fmt: skip
 
 

@@ -10,6 +10,11 @@ unimodal passes' ITC embeddings (image and text side by side). One linear probe 
 all of them) is scored on ``--split``, beside the checkpoint's own sub-category head when it has
 one. ``--data`` must be a manifest with that split: ``docs/results/tagging/make_val_slice.py``
 writes the validation slice that design choices are made on.
+
+``--teacher-weights 0.5,1`` adds probes on [CLS] fitted to soft targets: each training row's label
+mixed with the frozen teacher pair's sub-category probabilities at that weight (a probe on the
+teachers' image and text features side by side, out of fold: ``mvlt.train.teachers.probe``), read
+from the teachers' feature cache (``--teacher-cache``). Knowledge distillation into the read-out.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from mvlt.data.image_cache import open_image_cache
 from mvlt.data.labels import LabelMaps
 from mvlt.model import MVLT
 from mvlt.train.linear_probe import choose, fit_probe, held_out, standardised
+from mvlt.train.teachers.features import teacher_features
+from mvlt.train.teachers.probe import out_of_fold_probabilities
 
 FEATURES = ("cls", "itc", "cls+itc")
 
@@ -51,6 +58,39 @@ def encode(model: MVLT, dataset: PairDataset) -> dict[str, torch.Tensor]:
     return out
 
 
+def soft_target_probes(
+    fit: dict[str, torch.Tensor],
+    scored: dict[str, torch.Tensor],
+    train: object,
+    known: torch.Tensor,
+    groups: list,
+    classes: int,
+    weights: list[float],
+    cache: str | None,
+) -> dict[str, dict[str, float]]:
+    """Probes on [CLS] fitted to labels mixed with the teacher pair's out-of-fold probabilities."""
+    cached = teacher_features(train, cache)
+    teacher_x = torch.cat((cached["image"], cached["text"]), 1)
+    all_groups = list(train.groups or train.product_ids)
+    teacher, teacher_record = out_of_fold_probabilities(teacher_x, fit["y"], classes, all_groups)
+    accuracy = teacher_record["out_of_fold_acc"]
+    print(f"teacher pair: out-of-fold S-CR {100 * accuracy:.1f} % on train", flush=True)
+    y = fit["y"][known]
+    x, x_scored = standardised(fit["cls"][known]), standardised(scored["cls"], fit["cls"][known])
+    scored_known = scored["y"] >= 0
+    records: dict[str, dict[str, float]] = {"teacher_pair": teacher_record}
+    for weight in weights:
+        targets = (1 - weight) * torch.nn.functional.one_hot(y, classes).float() + weight * teacher[known]
+        l2, held_out_acc = choose(x, y, held_out(groups), classes, targets=targets)
+        probe = fit_probe(x, targets, classes, l2)
+        with torch.no_grad():
+            right = probe(x_scored).argmax(-1) == scored["y"]
+        accuracy = float(right[scored_known].float().mean())
+        records[f"probe_cls_teacher{weight:g}"] = {"l2": l2, "held_out_acc": held_out_acc, "acc": accuracy}
+        print(f"cls, teacher weight {weight:g}: probe S-CR {100 * accuracy:.1f} % (L2 {l2:g})", flush=True)
+    return records
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True)
@@ -58,8 +98,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--split", default="val")
     p.add_argument("--image-cache", default=None, help="decoded-image cache folder (default: decode)")
     p.add_argument("--out", type=Path, required=True, help="write the result here (JSON)")
+    p.add_argument("--teacher-weights", default="", help="comma-separated weights of the teacher targets")
+    p.add_argument("--teacher-cache", default=None, help="teacher feature cache folder")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    weights = [float(w) for w in args.teacher_weights.split(",") if w.strip()]
+    if any(not 0 < w <= 1 for w in weights):
+        raise ValueError(f"--teacher-weights: each weight must be in (0, 1], got {args.teacher_weights!r}")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     model = MVLT.from_pretrained(args.checkpoint).eval()
@@ -87,6 +132,9 @@ def main(argv: list[str] | None = None) -> dict:
         accuracy = float(right[scored_known].float().mean())
         record[f"probe_{name}"] = {"l2": l2, "held_out_acc": held_out_acc, "acc": accuracy}
         print(f"{name}: probe S-CR {100 * record[f'probe_{name}']['acc']:.1f} % (L2 {l2:g})", flush=True)
+    if weights:
+        soft = soft_target_probes(fit, scored, train, known, groups, classes, weights, args.teacher_cache)
+        record.update(soft)
     if "head_acc" in record:
         print(f"the checkpoint's sub-category head: S-CR {100 * record['head_acc']:.1f} %")
     record["minutes"] = (time.perf_counter() - started) / 60

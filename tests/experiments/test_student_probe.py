@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mvlt.train import train
 
@@ -41,3 +42,30 @@ def test_probes_and_the_head_are_scored_on_the_asked_split(tmp_path: Path, monke
     assert 0 <= record["head_acc"] <= 1
     for name in student_probe.FEATURES:
         assert 0 <= record[f"probe_{name}"]["acc"] <= 1 and record[f"probe_{name}"]["l2"] > 0
+
+
+@pytest.mark.slow
+def test_teacher_soft_targets_add_one_probe_per_weight(tmp_path: Path, monkeypatch):
+    manifest = synthetic_manifest(tmp_path / "shop")
+    pre = train(tiny_config(tmp_path / "pre", "train", data=str(manifest), data_options={}, steps=2,
+                            vocab_size=200))  # fmt: skip
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    monkeypatch.delitem(sys.modules, "student_probe", raising=False)
+    import student_probe
+
+    def fake_teacher(catalogue, cache=None):  # features that know each row's sub-category
+        names = sorted(set(catalogue.subcategories))
+        codes = torch.tensor([names.index(s) for s in catalogue.subcategories])
+        return {
+            "image": torch.nn.functional.one_hot(codes, len(names)).float(),
+            "text": torch.ones(len(codes), 2),
+        }
+
+    monkeypatch.setattr(student_probe, "teacher_features", fake_teacher)
+    args = ["--checkpoint", str(pre.out), "--data", str(manifest), "--split", "test", "--threads", "1"]
+    record = student_probe.main([*args, "--out", str(tmp_path / "p.json"), "--teacher-weights", "0.5,1"])
+    assert record["teacher_pair"]["out_of_fold_acc"] > 0.9
+    for weight in ("0.5", "1"):
+        assert 0 <= record[f"probe_cls_teacher{weight}"]["acc"] <= 1
+    with pytest.raises(ValueError, match="--teacher-weights"):
+        student_probe.main([*args, "--out", str(tmp_path / "q.json"), "--teacher-weights", "0"])

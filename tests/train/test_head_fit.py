@@ -20,6 +20,8 @@ from mvlt.train.head_fit import fit_recognition_heads, head_features, set_output
 from mvlt.train.linear_probe import fit_probe
 
 from .helpers import IMAGE_SIZE, NUM_PRODUCTS, tiny_config
+from .test_tag_heads import shop  # noqa: F401 (the fixture)
+from .test_teachers import teacher_packages
 
 
 def test_the_folded_output_layer_gives_the_probes_logits_on_standardised_features():
@@ -74,7 +76,7 @@ def test_a_finetuning_run_ends_by_fitting_its_heads(tmp_path: Path, pretrained: 
     # The output folder holds the fitted output layers; the resumable checkpoint the trained ones.
     assert changed == {f"{h}_head.fc.{p}" for h in ("category", "subcategory") for p in ("weight", "bias")}
     log = (Path(cfg.out) / "train.log").read_text(encoding="utf-8")
-    assert "fit heads: subcategory output layer fitted as a linear probe" in log
+    assert "fit heads: subcategory output layer fitted as a linear probe on the [CLS] (L2" in log
 
 
 def test_fit_heads_needs_the_recognition_heads_and_is_a_flag(tmp_path: Path, tokenizer_dir: Path):
@@ -85,3 +87,60 @@ def test_fit_heads_needs_the_recognition_heads_and_is_a_flag(tmp_path: Path, tok
     for task in ("pretrain", "finetune"):
         assert flag_overrides(parser.parse_args([task, "--fit-heads"]))["fit_heads"] is True
         assert "fit_heads" not in flag_overrides(parser.parse_args([task]))
+
+
+def test_teacher_probabilities_steer_the_fit_at_their_weight(tmp_path: Path, pretrained: Path):
+    # Teachers that name every row's neighbour class: at weight 1 the fitted head follows them,
+    # at weight 0 it is the plain fit. Probabilities of the wrong shape are refused.
+    cfg = tiny_config(tmp_path / "ft", None, task="finetune", init=str(pretrained), image_size=None, steps=1)
+    train(cfg)
+    catalogue = open_catalogue("synthetic", split="train", num_products=NUM_PRODUCTS, image_size=IMAGE_SIZE)
+    model = mvlt.MVLT.from_pretrained(cfg.out).eval()
+    dataset = PairDataset(catalogue, model.tokenizer, label_maps=model.label_maps, image_size=IMAGE_SIZE)
+    _, labels = head_features(model, dataset)
+    classes = {"category": model.label_maps.num_categories, "subcategory": model.label_maps.num_subcategories}
+    shifted = {n: (labels[n].clamp(min=0) + 1) % classes[n] for n in classes}
+    teacher = {n: torch.nn.functional.one_hot(shifted[n], classes[n]).float() for n in classes}
+    plain = fit_recognition_heads(mvlt.MVLT.from_pretrained(cfg.out), catalogue, IMAGE_SIZE)
+    unweighted = fit_recognition_heads(mvlt.MVLT.from_pretrained(cfg.out), catalogue, IMAGE_SIZE,
+                                       teacher=teacher, teacher_weight=0.0)  # fmt: skip
+    assert unweighted == plain
+    steered = fit_recognition_heads(model, catalogue, IMAGE_SIZE, teacher=teacher, teacher_weight=1.0)
+    batch = dataset.collate([dataset[i] for i in range(len(dataset))])
+    with torch.no_grad():
+        guess = model.classify(
+            batch["images"], batch["input_ids"], batch["attention_mask"]
+        ).subcategory.argmax(-1)
+    assert (guess == shifted["subcategory"]).float().mean() > 0.9
+    assert steered["subcategory"]["train_acc"] < 0.1 < plain["subcategory"]["train_acc"]
+    with pytest.raises(ValueError, match="subcategory teacher probabilities"):
+        bad = {**teacher, "subcategory": teacher["subcategory"][:, :-1]}
+        fit_recognition_heads(model, catalogue, IMAGE_SIZE, teacher=bad, teacher_weight=0.5)
+    with pytest.raises(ValueError, match="without the teachers"):
+        fit_recognition_heads(model, catalogue, IMAGE_SIZE, teacher_weight=0.5)
+
+
+def test_fit_heads_teacher_needs_the_fit_and_a_share(tmp_path: Path):
+    base = dict(task="finetune", init="x", fit_heads=True)
+    for bad in (
+        {"fit_heads_teacher": 1.5},
+        {"fit_heads_teacher": -0.1},
+        {"fit_heads": False, "fit_heads_teacher": 0.6},
+    ):
+        with pytest.raises(ConfigError, match="fit_heads_teacher"):
+            tiny_config(tmp_path / "x", None, **{**base, **bad}).validate()
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["finetune", "--fit-heads", "--fit-heads-teacher", "0.6"])
+    assert flag_overrides(args)["fit_heads_teacher"] == 0.6
+
+
+def test_a_run_fits_its_heads_on_the_teachers_probabilities(tmp_path: Path, shop: Path, pretrained: Path):  # noqa: F811
+    teacher_packages()
+    cfg = tiny_config(tmp_path / "ft", None, task="finetune", init=str(pretrained), data=str(shop),
+                      data_options={}, image_size=None, steps=1, fit_heads=True, fit_heads_teacher=0.6,
+                      teacher_cache=str(tmp_path / "cache"))  # fmt: skip
+    train(cfg)
+    log = (Path(cfg.out) / "train.log").read_text(encoding="utf-8")
+    assert "linear probe on the [CLS], teachers' probabilities at 0.6 (L2" in log
+    assert len(list((tmp_path / "cache").glob("recognition-*/probabilities.safetensors"))) == 2

@@ -76,6 +76,19 @@ def test_probe_reaches_the_regularised_optimum_and_l2_shrinks_the_weights():
     assert torch.allclose(warm.weight, probes[1.0].weight, atol=1e-3)
 
 
+def test_soft_targets_one_hot_equal_labels_and_a_uniform_target_flattens_the_probe():
+    x, y = blobs(300, classes=4, seed=3)
+    hard = fit_probe(x, y, 4, 0.01)
+    one_hot = fit_probe(x, torch.nn.functional.one_hot(y, 4).float(), 4, 0.01)
+    assert torch.allclose(hard.weight, one_hot.weight, atol=1e-3)
+    uniform = fit_probe(x, torch.full((300, 4), 0.25), 4, 0.01)
+    assert uniform.weight.abs().max() < 1e-3
+    # Selection scores against the labels, whatever the targets: uniform targets cannot rank.
+    val = held_out([str(i) for i in range(300)])
+    assert choose(x, y, val, 4, targets=torch.nn.functional.one_hot(y, 4).float()) == choose(x, y, val, 4)
+    assert choose(x, y, val, 4, targets=torch.full((300, 4), 0.25))[1] < 0.5
+
+
 def test_out_of_fold_probabilities_never_come_from_a_probe_that_saw_the_row():
     # Labels that the features cannot predict: a probe that had fitted a row would recall its label
     # (64-d, 200 rows: memorisable); out of fold, accuracy stays near chance.

@@ -91,7 +91,28 @@ def test_model_augmentation_and_shared_caches(monkeypatch: pytest.MonkeyPatch, t
         args = time_to_accuracy.parse_args(["--out", str(tmp_path / "d"), "--finetune-minutes", "1", *extra])
         config = time_to_accuracy.training_config(args)
         assert time_to_accuracy.finetune_config(config, args).fit_heads is fits
-    for bad in (["--model", "mvlt_huge"], ["--image-size", "0"], ["--lr", "0"], ["--fit-heads"]):
+    soft = [
+        "--out",
+        str(tmp_path / "f"),
+        "--finetune-minutes",
+        "1",
+        "--fit-heads",
+        "--fit-heads-teacher",
+        "0.6",
+    ]
+    args = time_to_accuracy.parse_args(soft)
+    assert (
+        time_to_accuracy.finetune_config(time_to_accuracy.training_config(args), args).fit_heads_teacher
+        == 0.6
+    )
+    teacher_alone = ["--finetune-minutes", "1", "--fit-heads-teacher", "0.6"]
+    for bad in (
+        ["--model", "mvlt_huge"],
+        ["--image-size", "0"],
+        ["--lr", "0"],
+        ["--fit-heads"],
+        teacher_alone,
+    ):
         with pytest.raises(SystemExit) as exit_info:
             time_to_accuracy.parse_args(bad)
         assert exit_info.value.code == 2, bad

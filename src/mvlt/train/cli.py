@@ -43,6 +43,7 @@ NUMBER_RULES = {
     "mask_unit": "count", "mlm_prob": "fraction", "itm_negative_prob": "fraction", "vocab_size": "count",
     "max_text_len": "count", "threads": "count", "workers": "whole", "checkpoint_every": "count",
     "keep_checkpoints": "count", "log_every": "count", "batch_groups": "whole", "itc_memory": "whole",
+    "fit_heads_teacher": "fraction",
 }  # fmt: skip
 """What each numeric flag must be (:data:`mvlt.exits.RULES`): ``--lr nan`` is refused naming the flag."""
 
@@ -56,6 +57,7 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--accumulation", "accumulation", int, "N", "micro-batches per optimizer step"),
     ("--batch-groups", "batch_groups", int, "N", "batches of N-item blocks sharing a sub-category (0: off)"),
     ("--itc-memory", "itc_memory", int, "N", "the last N rows' ITC embeddings as extra negatives (0: off)"),
+    ("--fit-heads-teacher", "fit_heads_teacher", float, "W", "--fit-heads targets' share from the teachers"),
     ("--steps", "steps", int, "N", "optimizer steps (wins over --epochs)"),
     ("--epochs", "epochs", float, "N", "passes over the training split (default 1)"),
     (

@@ -78,6 +78,11 @@ class TrainConfig:
     """After the last step, fit each recognition head's output layer as a linear probe on the
     frozen encoder's [CLS] of the training pairs (ours; ``mvlt.train.head_fit``). Needs the
     ``category`` or ``subcategory`` objective (the heads)."""
+    fit_heads_teacher: float = 0.0
+    """With ``fit_heads``: the weight of the teachers' probabilities in the fit's targets, each
+    row's label mixed with an out-of-fold linear probe's output on both teachers' features
+    (``teachers.distill.recognition_targets``; needs the teachers extra). 0: the labels alone.
+    0.6 was chosen on the validation slice (docs/RESULTS.md)."""
     labels: list[str] | None = None
     """Catalogue columns to train one tag head each for (``[colour, pattern]``, ours). The heads
     read the image-only pass, so they tag a photo without its description; their label maps are
@@ -437,6 +442,10 @@ class TrainConfig:
             raise bad("init", "fine-tuning needs the pre-trained checkpoint (--init DIR)")
         if self.fit_heads and not (weights["category"] or weights["subcategory"]):
             raise bad("fit_heads", "fits the recognition heads: switch category or subcategory on")
+        if not 0 <= self.fit_heads_teacher <= 1:
+            raise bad("fit_heads_teacher", "must be in [0, 1] (the teachers' share of the targets)")
+        if self.fit_heads_teacher and not self.fit_heads:
+            raise bad("fit_heads_teacher", "weighs the teachers in the heads' fit: add fit_heads")
         if self.task == "pretrain" and self.freeze_encoder:
             raise bad("freeze_encoder", "only fine-tuning can freeze the encoder")
         if self.image_size is not None and (self.image_size < 32 or self.image_size % 32):

@@ -60,7 +60,8 @@ from .resume import RunExistsError, bad_row_message, prepare_out, restore
 from .runlog import RunLog, Window, progress_bar
 from .schedule import WarmupCosine, warmup_steps
 from .stop import TIME_BUDGET, StopFlag
-from .teachers.distill import setup_teachers
+from .teachers.distill import recognition_targets, setup_teachers
+from .teachers.models import require_teachers
 
 COUNTED_LOSSES = {"mlm": "mlm_labels", "category": "category_labels", "subcategory": "subcategory_labels"}
 """Losses that average over labelled positions only; normalised by the global-batch count."""
@@ -521,19 +522,26 @@ class Trainer:
         The first rank fits; the others wait."""
         if self.runtime.is_main:
             t0 = time.perf_counter()
+            teacher = None
+            if self.config.fit_heads_teacher:
+                require_teachers()
+                teacher, _ = recognition_targets(
+                    self.catalogue, self.model.label_maps, self.config.teacher_cache, self.config.progress
+                )
             bar = progress_bar(len(self.catalogue), 0, "fit heads", "pair") if self.config.progress else None
             records = fit_recognition_heads(
                 self.model, self.catalogue, self.image_size, self.config.resize,
                 getattr(self.dataset, "image_cache", None), self.micro_batch, self.precision.autocast,
-                bar.update if bar is not None else None,
+                bar.update if bar is not None else None, teacher, self.config.fit_heads_teacher,
             )  # fmt: skip
             if bar is not None:
                 bar.close()
             self.model.save_pretrained(self.out)
             seconds = time.perf_counter() - t0
+            soft = f", teachers' probabilities at {self.config.fit_heads_teacher:g}" if teacher else ""
             for name, r in records.items():
                 self.log.info(
-                    f"fit heads: {name} output layer fitted as a linear probe on the encoder's [CLS] (L2 "
+                    f"fit heads: {name} output layer fitted as a linear probe on the [CLS]{soft} (L2 "
                     f"{r['l2']:g}, held-out accuracy {100 * r['held_out_acc']:.1f} %, train "
                     f"{100 * r['train_acc']:.1f} %); both heads in {seconds:.1f} s"
                 )

@@ -8,6 +8,10 @@ clean image-text pairs are encoded once, each head's hidden features (its Linear
 the [CLS]) standardised, and one L2-regularised softmax regression fitted to convergence, its L2
 strength chosen on held-out products. The standardisation is folded into the output layer, so a
 checkpoint keeps its shape and everything that reads it is unchanged.
+
+With ``teacher`` probabilities (``TrainConfig.fit_heads_teacher``), each row's target is its label
+mixed with the teachers' out-of-fold probabilities: knowledge distillation into the read-out
+(on the validation slice, 79.6 -> 82.0 % S-CR at weight 0.6 for a probe on [CLS]).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..data.batches import PairDataset
@@ -88,10 +93,15 @@ def fit_recognition_heads(
     batch_size: int = 64,
     autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
     progress: Callable[[int], None] | None = None,
+    teacher: dict[str, torch.Tensor] | None = None,
+    teacher_weight: float = 0.0,
 ) -> dict[str, dict[str, float]]:
     """Fit every recognition head's output layer of ``model`` as a linear probe on ``catalogue``'s
     labelled rows (in place); returns per head the chosen L2 strength, the held-out accuracy that
-    chose it and the accuracy of the fitted head on all labelled rows."""
+    chose it and the accuracy of the fitted head on all labelled rows. ``teacher``: per head,
+    ``N x classes`` probabilities of every row, mixed into the targets at ``teacher_weight``."""
+    if teacher_weight and not teacher:
+        raise ValueError("fit_heads: a teacher weight without the teachers' probabilities")
     heads = recognition_heads(model)
     if not heads:
         raise ValueError("fit_heads: the model has no recognition heads (category, subcategory)")
@@ -110,8 +120,15 @@ def fit_recognition_heads(
         mean, std = x.mean(0), x.std(0) + 1e-6
         x = (x - mean) / std
         selection = held_out([g for g, k in zip(groups, known.tolist()) if k])
-        l2, held_out_acc = choose(x, y, selection, head.num_classes)
-        probe = fit_probe(x, y, head.num_classes, l2)
+        targets = y
+        if teacher_weight:
+            soft = teacher[name][known].to(x)
+            if soft.shape != (len(y), head.num_classes):
+                raise ValueError(f"fit_heads: {name} teacher probabilities {tuple(soft.shape)} for "
+                                 f"{len(y)} rows of {head.num_classes} classes")  # fmt: skip
+            targets = (1 - teacher_weight) * F.one_hot(y, head.num_classes).to(x) + teacher_weight * soft
+        l2, held_out_acc = choose(x, y, selection, head.num_classes, targets=targets)
+        probe = fit_probe(x, targets, head.num_classes, l2)
         set_output_layer(head, probe, mean, std)
         with torch.no_grad():
             accuracy = float((probe(x).argmax(-1) == y).float().mean())

@@ -46,7 +46,8 @@ def fit_probe(
     x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, start: torch.nn.Linear | None = None
 ) -> torch.nn.Linear:
     """The softmax regression minimising mean cross-entropy + ``l2 / 2 * |W|^2`` (bias free),
-    full-batch L-BFGS from zero or from ``start``'s weights. Deterministic: no sampling."""
+    full-batch L-BFGS from zero or from ``start``'s weights. Deterministic: no sampling.
+    ``y`` is a class index per row, or an ``N x classes`` distribution per row (soft targets)."""
     probe = torch.nn.Linear(x.shape[1], classes)
     with torch.no_grad():
         probe.weight.copy_(start.weight if start is not None else torch.zeros_like(probe.weight))
@@ -67,14 +68,18 @@ def fit_probe(
     return probe
 
 
-def choose(x: torch.Tensor, y: torch.Tensor, val: torch.Tensor, classes: int) -> tuple[float, float]:
-    """(L2 strength, held-out accuracy) of the best of ``L2_GRID`` on the held-out rows ``val``."""
+def choose(
+    x: torch.Tensor, y: torch.Tensor, val: torch.Tensor, classes: int, targets: torch.Tensor | None = None
+) -> tuple[float, float]:
+    """(L2 strength, held-out accuracy) of the best of ``L2_GRID`` on the held-out rows ``val``:
+    each probe fitted to ``targets`` (default the labels ``y``), scored against ``y``."""
     held = int(val.sum())
     if not 0 < held < len(val):
         raise ValueError(f"probe selection: {held} of {len(val)} rows held out; both sides need rows")
+    targets = y if targets is None else targets
     best, probe = (L2_GRID[0], -1.0), None
     for l2 in L2_GRID:
-        probe = fit_probe(x[~val], y[~val], classes, l2, start=probe)
+        probe = fit_probe(x[~val], targets[~val], classes, l2, start=probe)
         with torch.no_grad():
             acc = float((probe(x[val]).argmax(-1) == y[val]).float().mean())
         if acc > best[1]:

@@ -11,6 +11,9 @@ four, and ``tags``):
 - ``tags``: the image tag heads learn the ImageNet teacher's linear-probe probabilities, each row's
   from a probe fitted without it (``kd_tags``; :mod:`.probe`).
 
+``TrainConfig.fit_heads_teacher`` mixes the same kind of probabilities, from both teachers, into
+the targets of the recognition heads' closed-form fit (:func:`recognition_targets`).
+
 The teacher pair (:mod:`.dual`) is fitted on the run's own training rows, in the model's ITC
 width, so its embeddings are targets in the model's own space. Features and the fitted pair are
 cached (:mod:`.features`), and so are the tag probes' probabilities; a resumed run finds them there.
@@ -110,20 +113,54 @@ def tag_targets(
         names = label_maps.tag_names(column)
         ids = {name: i for i, name in enumerate(names)}
         labels = torch.tensor([ids.get(v, -1) for v in values[column]])
-        digest = hashlib.sha256(f"{PROBE_VERSION}/{column}/{names}/{groups}".encode())
-        for part in (features, labels):
-            digest.update(part.numpy().tobytes())
-        fitted = cache / f"tags-{digest.hexdigest()[:24]}"
-        if (fitted / "record.json").is_file():
-            targets[column] = load_file(str(fitted / "probabilities.safetensors"))["probabilities"]
-            records[column] = json.loads((fitted / "record.json").read_text(encoding="utf-8"))
-            continue
-        targets[column], records[column] = out_of_fold_probabilities(features, labels, len(ids), groups)
-        fitted.mkdir(parents=True, exist_ok=True)
-        tensors = {"probabilities": targets[column].contiguous()}
-        atomic_write(fitted / "probabilities.safetensors", lambda tmp, t=tensors: save_file(t, str(tmp)))
-        atomic_write_text(fitted / "record.json", json.dumps(records[column], indent=2) + "\n")
+        targets[column], records[column] = probe_probabilities(
+            cache / "tags", column, names, features, labels, groups
+        )
     return targets, records
+
+
+def recognition_targets(
+    catalogue: Any, label_maps: LabelMaps, cache_dir: str | Path | None = None, progress: bool = True
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``{"category": N x C, "subcategory": N x S}`` probabilities of every row of ``catalogue``
+    from an out-of-fold linear probe on both teachers' features side by side (photo and
+    description, what recognition reads), and a record per head; cached as :func:`tag_targets`.
+    They are the soft targets of the heads' closed-form fit (``TrainConfig.fit_heads_teacher``)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cached = teacher_features(catalogue, cache, progress=progress)
+    features = torch.cat((cached["image"], cached["text"]), 1)
+    groups = list(getattr(catalogue, "groups", None) or catalogue.product_ids)
+    targets, records = {}, {}
+    for head, names, values in (
+        ("category", label_maps.category_names, catalogue.categories),
+        ("subcategory", label_maps.subcategory_names, catalogue.subcategories),
+    ):
+        ids = {name: i for i, name in enumerate(names)}
+        labels = torch.tensor([ids.get(v, -1) for v in values])
+        targets[head], records[head] = probe_probabilities(
+            cache / "recognition", head, names, features, labels, groups
+        )
+    return targets, records
+
+
+def probe_probabilities(
+    cache: Path, column: str, names: list[str], features: torch.Tensor, labels: torch.Tensor, groups: list
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """:func:`.probe.out_of_fold_probabilities` of one column, cached under ``cache`` (features,
+    labels, class names, groups and probe version in the key)."""
+    digest = hashlib.sha256(f"{PROBE_VERSION}/{column}/{names}/{groups}".encode())
+    for part in (features, labels):
+        digest.update(part.numpy().tobytes())
+    fitted = cache.parent / f"{cache.name}-{digest.hexdigest()[:24]}"
+    if (fitted / "record.json").is_file():
+        probabilities = load_file(str(fitted / "probabilities.safetensors"))["probabilities"]
+        return probabilities, json.loads((fitted / "record.json").read_text(encoding="utf-8"))
+    probabilities, record = out_of_fold_probabilities(features, labels, len(names), groups)
+    fitted.mkdir(parents=True, exist_ok=True)
+    tensors = {"probabilities": probabilities.contiguous()}
+    atomic_write(fitted / "probabilities.safetensors", lambda tmp: save_file(tensors, str(tmp)))
+    atomic_write_text(fitted / "record.json", json.dumps(record, indent=2) + "\n")
+    return probabilities, record
 
 
 def minilm_word_embeddings(width: int, std: float = 0.02) -> torch.Tensor:
