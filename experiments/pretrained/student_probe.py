@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--teacher-cache", default=None, help="teacher feature cache folder")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    weights = [float(w) for w in args.teacher_weights.split(",") if w.strip()]
+    try:
+        weights = [float(w) for w in args.teacher_weights.split(",") if w.strip()]
+    except ValueError:
+        weights = [float("nan")]
     if any(not 0 < w <= 1 for w in weights):
         raise ValueError(f"--teacher-weights: each weight must be in (0, 1], got {args.teacher_weights!r}")
     torch.set_num_threads(args.threads)

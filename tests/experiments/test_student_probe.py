@@ -67,5 +67,6 @@ def test_teacher_soft_targets_add_one_probe_per_weight(tmp_path: Path, monkeypat
     assert record["teacher_pair"]["out_of_fold_acc"] > 0.9
     for weight in ("0.5", "1"):
         assert 0 <= record[f"probe_cls_teacher{weight}"]["acc"] <= 1
-    with pytest.raises(ValueError, match="--teacher-weights"):
-        student_probe.main([*args, "--out", str(tmp_path / "q.json"), "--teacher-weights", "0"])
+    for bad in ("0", "half"):
+        with pytest.raises(ValueError, match="--teacher-weights"):
+            student_probe.main([*args, "--out", str(tmp_path / "q.json"), "--teacher-weights", bad])

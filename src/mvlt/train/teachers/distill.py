@@ -114,7 +114,7 @@ def tag_targets(
         ids = {name: i for i, name in enumerate(names)}
         labels = torch.tensor([ids.get(v, -1) for v in values[column]])
         targets[column], records[column] = probe_probabilities(
-            cache / "tags", column, names, features, labels, groups
+            cache, "tags", column, names, features, labels, groups
         )
     return targets, records
 
@@ -138,20 +138,26 @@ def recognition_targets(
         ids = {name: i for i, name in enumerate(names)}
         labels = torch.tensor([ids.get(v, -1) for v in values])
         targets[head], records[head] = probe_probabilities(
-            cache / "recognition", head, names, features, labels, groups
+            cache, "recognition", head, names, features, labels, groups
         )
     return targets, records
 
 
 def probe_probabilities(
-    cache: Path, column: str, names: list[str], features: torch.Tensor, labels: torch.Tensor, groups: list
+    cache: Path,
+    kind: str,
+    column: str,
+    names: list[str],
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    groups: list,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """:func:`.probe.out_of_fold_probabilities` of one column, cached under ``cache`` (features,
-    labels, class names, groups and probe version in the key)."""
+    """:func:`.probe.out_of_fold_probabilities` of one column, cached in ``cache/{kind}-{key}``
+    (features, labels, class names, groups and probe version in the key)."""
     digest = hashlib.sha256(f"{PROBE_VERSION}/{column}/{names}/{groups}".encode())
     for part in (features, labels):
         digest.update(part.numpy().tobytes())
-    fitted = cache.parent / f"{cache.name}-{digest.hexdigest()[:24]}"
+    fitted = cache / f"{kind}-{digest.hexdigest()[:24]}"
     if (fitted / "record.json").is_file():
         probabilities = load_file(str(fitted / "probabilities.safetensors"))["probabilities"]
         return probabilities, json.loads((fitted / "record.json").read_text(encoding="utf-8"))
@@ -185,7 +191,7 @@ def setup_teachers(
     Rank 0 computes and caches; the other ranks then read the cache."""
     sources = config.teacher_sources()
     lines: list[str] = []
-    if sources:
+    if sources or config.fit_heads_teacher:  # the heads' fit needs them at the end: say so now
         require_teachers()
     if "text-init" in sources and fresh and not config.init:
         width = model.text_embed.word_embeddings.weight.shape[1]
