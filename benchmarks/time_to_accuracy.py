@@ -89,6 +89,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--itc-memory-start", type=float, default=0.5, metavar="F",
         help="the fraction of pre-training after which the memory is used (TrainConfig.itc_memory_start)",
     )  # fmt: skip
+    p.add_argument(
+        "--kd-decay-start", type=float, default=1.0, metavar="F",
+        help="anneal the kd_* weights linearly to 0 from this fraction of each run on "
+        "(TrainConfig.kd_decay_start; 1: constant)",
+    )  # fmt: skip
     p.add_argument("--model", default="mvlt_nano", help="registered variant (mvlt.list_models())")
     p.add_argument("--image-size", type=int, default=96, help="pixels a side the model sees")
     p.add_argument("--lr", type=float, default=1e-3, help="pre-training's peak learning rate")
@@ -120,6 +125,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fit-heads-teacher", type=float, default=0.0, metavar="W",
         help="with --fit-heads: the teachers' probabilities' share of the fit's targets "
         "(TrainConfig.fit_heads_teacher; their probe on the clock)",
+    )  # fmt: skip
+    p.add_argument(
+        "--heads-read-itc", action="store_true",
+        help="fine-tune recognition heads that also read the ITC embeddings "
+        "(MVLTConfig.recognition_reads_itc)",
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -155,6 +165,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--finetune-minutes must not be negative")
     if args.fit_heads and not args.finetune_minutes:
         p.error("--fit-heads fits the fine-tuned recognition heads: give --finetune-minutes")
+    if not 0 <= args.kd_decay_start <= 1:
+        p.error("--kd-decay-start must be a fraction of the run in [0, 1]")
+    if args.heads_read_itc and not args.finetune_minutes:
+        p.error("--heads-read-itc shapes the fine-tuned recognition heads: give --finetune-minutes")
     if args.fit_heads_teacher and not args.fit_heads:
         p.error("--fit-heads-teacher weighs the teachers in the heads' fit: add --fit-heads")
     if not 0 <= args.fit_heads_teacher <= 1:
@@ -176,7 +190,7 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
         teacher_cache=str(caches / "teacher-cache"), augment=args.augment,
         model_overrides={"pair_head": True} if args.pair_head else {}, batch_groups=args.batch_groups,
         itc_memory=args.itc_memory, itc_memory_start=args.itc_memory_start,
-        loss_weights=args.loss_weights,
+        kd_decay_start=args.kd_decay_start, loss_weights=args.loss_weights,
     )  # fmt: skip
 
 
@@ -191,7 +205,8 @@ def finetune_config(config: TrainConfig, args: argparse.Namespace) -> TrainConfi
     return replace(
         config, task="finetune", init=config.out, out=str(args.out / "finetune"), lr=5e-4,
         steps=max(20, int(60 * args.finetune_minutes / args.seconds_per_step)),
-        fit_minutes=args.finetune_minutes, max_minutes=None, objectives=None, model_overrides={},
+        fit_minutes=args.finetune_minutes, max_minutes=None, objectives=None,
+        model_overrides={"recognition_reads_itc": True} if args.heads_read_itc else {},
         teachers=[s for s in config.teacher_sources() if s != "text-init"] or None,
         loss_weights={**FINETUNE_MATCHING, **config.loss_weights}, fit_heads=args.fit_heads,
         fit_heads_teacher=args.fit_heads_teacher,

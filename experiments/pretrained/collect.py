@@ -80,6 +80,17 @@ BENCHMARK_RUNS = {  # kept folder (time_to_accuracy.json + metrics.json of its l
         "fine-tuned 10 min, heads fitted to labels 0.4 + teachers' probabilities 0.6",
         TTA.format(minutes=36, every=40, flags=MICRO_FINETUNED_10 + "--fit-heads --fit-heads-teacher 0.6 "),
     ),
+    "micro-heads-itc-cpu": (
+        "mvlt_micro_text_image_grouped_kd8_finetuned10_heads_itc_cpu",
+        "text-init,text,image; kd x8; batches of 16; mvlt_micro; pre-training 36 min, recognition "
+        "fine-tuned 10 min with heads that also read the ITC embeddings, fitted to labels 0.4 + "
+        "teachers' probabilities 0.6",
+        TTA.format(
+            minutes=36,
+            every=40,
+            flags=MICRO_FINETUNED_10 + "--fit-heads --fit-heads-teacher 0.6 --heads-read-itc ",
+        ),
+    ),
 }
 SCRATCH_CPU_MINUTES = 52.8
 """The from-scratch hour of docs/RESULTS.md (its wall time, measured then with /usr/bin/time)."""

@@ -290,3 +290,35 @@ def test_staged_scoring_refuses_what_it_cannot_pair(nano: mvlt.MVLT) -> None:
         _, text = nano.unimodal_features(input_ids=batch["input_ids"][:2])
         with pytest.raises(ValueError, match="got 3 visual and 2 text rows"):
             nano.match_score_joint(visual, text)
+
+
+def test_recognition_heads_can_read_the_itc_embeddings_beside_the_cls() -> None:
+    torch.manual_seed(0)
+    model = mvlt.create_model("mvlt_nano", num_categories=3, num_subcategories=4, recognition_reads_itc=True)
+    model.eval()
+    dim = model.config.contrastive_dim
+    assert model.subcategory_head.fc.in_features == model.config.word_embed_dim + 2 * dim
+    batch = make_batch(2, 64, 6)
+    images, ids, mask = batch["images"], batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        itc = torch.cat((model.encode_images(images), model.encode_texts(ids, mask)), 1) * dim**0.5
+        expected = model.subcategory_head(model.forward_cls(images, ids, mask), itc)
+        torch.testing.assert_close(model.classify(images, ids, mask).subcategory, expected)
+        model.itc_head.image_proj.weight.mul_(-1)  # another ITC space, the same [CLS]: other logits
+        assert not torch.allclose(model.classify(images, ids, mask).subcategory, expected)
+    with pytest.raises(ValueError, match=f"reads {2 * dim} extra features beside the \\[CLS\\], got None"):
+        model.subcategory_head(model.forward_cls(images, ids, mask))
+    with pytest.raises(ValueError, match="recognition_reads_itc needs the ITC heads"):
+        mvlt.create_model("mvlt_nano", contrastive_dim=0, recognition_reads_itc=True)
+
+
+@pytest.mark.parametrize("weights", [{"itc": 1.0, "itm": 1.0, "mir": 0.0, "mlm": 0.0}, {"mlm": 1.0}])
+def test_recognition_reading_itc_learns_without_pulling_on_the_itc_space(weights: dict) -> None:
+    # Both paths that train the heads: the ITM pass of ITC-mined negatives, and the joint pass.
+    torch.manual_seed(0)
+    model = mvlt.create_model("mvlt_nano", num_categories=3, num_subcategories=4, recognition_reads_itc=True)
+    losses = model.forward_loss(make_batch(), mvlt.LossWeights(**weights, category=0.0, subcategory=1.0))
+    losses["subcategory"].backward()
+    assert model.subcategory_head.fc.weight.grad[:, -1].abs().sum() > 0  # it reads the ITC features
+    assert model.itc_head.image_proj.weight.grad is None and model.itc_head.text_proj.weight.grad is None
+    assert model.stages[-1].blocks[0].attn.q.weight.grad.abs().sum() > 0  # the [CLS] path still learns

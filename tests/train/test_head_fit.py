@@ -144,3 +144,32 @@ def test_a_run_fits_its_heads_on_the_teachers_probabilities(tmp_path: Path, shop
     log = (Path(cfg.out) / "train.log").read_text(encoding="utf-8")
     assert "linear probe on the [CLS], teachers' probabilities at 0.6 (L2" in log
     assert len(list((tmp_path / "cache").glob("recognition-*/probabilities.safetensors"))) == 2
+
+
+def test_heads_that_read_the_itc_embeddings_are_fine_tuned_and_fitted_on_them(
+    tmp_path: Path, pretrained: Path
+):
+    # A fine-tuned model whose heads read the [CLS] alone, fine-tuned again with heads that also
+    # read the ITC embeddings: they start fresh (another shape), learn, and the fit reads both.
+    first = tiny_config(
+        tmp_path / "ft", None, task="finetune", init=str(pretrained), image_size=None, steps=1
+    )
+    train(first)
+    cfg = tiny_config(tmp_path / "itc", None, task="finetune", init=first.out, image_size=None, steps=2,
+                      fit_heads=True, model_overrides={"recognition_reads_itc": True})  # fmt: skip
+    train(cfg)
+    model = mvlt.MVLT.from_pretrained(cfg.out).eval()
+    dim = model.config.contrastive_dim
+    assert model.config.recognition_reads_itc and model.subcategory_head.extra_dim == 2 * dim
+    log = (Path(cfg.out) / "train.log").read_text(encoding="utf-8")
+    assert "linear probe on the [CLS] and the ITC embeddings (L2" in log
+    catalogue = open_catalogue("synthetic", split="train", num_products=NUM_PRODUCTS, image_size=IMAGE_SIZE)
+    dataset = PairDataset(catalogue, model.tokenizer, label_maps=model.label_maps, image_size=IMAGE_SIZE)
+    features, _ = head_features(model, dataset)
+    assert features["subcategory"].shape == (len(dataset), model.config.word_embed_dim + 2 * dim)
+    records = fit_recognition_heads(model, catalogue, IMAGE_SIZE)
+    batch = dataset.collate([dataset[i] for i in range(len(dataset))])
+    with torch.no_grad():
+        logits = model.classify(batch["images"], batch["input_ids"], batch["attention_mask"]).subcategory
+    accuracy = float((logits.argmax(-1) == batch["subcategory_labels"]).float().mean())
+    assert records["subcategory"]["train_acc"] == pytest.approx(accuracy, abs=1e-6)

@@ -18,6 +18,7 @@ from mvlt.data import bert_tokenizer
 from mvlt.model import LossWeights, create_model
 from mvlt.model.objectives import contrastive_loss, embedding_distillation, soft_contrastive_loss
 from mvlt.train import ConfigError, TrainConfig, train
+from mvlt.train.schedule import annealed
 from mvlt.train.teachers import features as features_module
 from mvlt.train.teachers.distill import TeacherTargets
 from mvlt.train.teachers.dual import DualEncoder, fit_dual_encoder
@@ -235,3 +236,31 @@ def test_a_run_with_every_teacher_starts_from_minilm_words_and_trains_the_kd_ter
     assert torch.allclose(words[1:], minilm_word_embeddings(words.shape[1])[1:], atol=1e-4)
     assert not words[0].any()  # [PAD]
     assert list((tmp_path / "cache").glob("features-*.safetensors"))  # cached for the next run
+
+
+def test_annealed_teachers_weigh_less_at_every_step_down_to_the_end(tmp_path):
+    teacher_packages()
+    import json
+
+    config = tiny_config(
+        tmp_path / "run", None, data_options={"num_products": 40, "image_size": 32}, image_size=32, steps=4,
+        log_every=1, teachers="text,image", teacher_cache=str(tmp_path / "cache"), kd_decay_start=0.5,
+        model_overrides={"contrastive_dim": 16}, loss_weights={"kd_text": 2.0},
+    )  # fmt: skip
+    train(config)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "loss/total" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    weights = config.resolved_loss_weights()
+    assert weights["kd_text"] == 2.0 and weights["kd_image"] == 1.0
+    for row, share in zip(rows, (1.0, 1.0, 1.0, 0.5)):  # the update of step s is made at step s - 1 of 4
+        parts = {k[5:]: v for k, v in row.items() if k.startswith("loss/") and k != "loss/total"}
+        expected = sum(weights[n] * v * (share if n.startswith("kd_") else 1.0) for n, v in parts.items())
+        assert {"kd_text", "kd_image"} <= set(parts)
+        assert row["loss/total"] == pytest.approx(expected, rel=1e-5)
+    assert annealed(3, 4, 0.5) == 0.5 and annealed(4, 4, 0.5) == 0.0 and annealed(2, 4, 0.5) == 1.0
+    assert annealed(0, 4, 1.0) == annealed(4, 4, 1.0) == 1.0
+    with pytest.raises(ConfigError, match="kd_decay_start"):
+        tiny_config(tmp_path / "x", None, kd_decay_start=0.5).validate()  # no kd_* loss to anneal
+    with pytest.raises(ConfigError, match="kd_decay_start"):
+        config.replace(kd_decay_start=1.5).validate()

@@ -85,6 +85,8 @@ def test_model_augmentation_and_shared_caches(monkeypatch: pytest.MonkeyPatch, t
     sized = time_to_accuracy.parse_args(["--out", str(tmp_path / "c"), "--image-size", "128", "--lr", "2e-3"])
     assert time_to_accuracy.training_config(sized).image_size == 128
     assert time_to_accuracy.training_config(sized).lr == 2e-3 and plain.lr == 1e-3 and plain.itc_memory == 0
+    annealing = time_to_accuracy.parse_args(["--out", str(tmp_path / "h"), "--kd-decay-start", "0.5"])
+    assert time_to_accuracy.training_config(annealing).kd_decay_start == 0.5 and plain.kd_decay_start == 1.0
     remembered = time_to_accuracy.parse_args(["--out", str(tmp_path / "e"), "--itc-memory", "512"])
     assert time_to_accuracy.training_config(remembered).itc_memory == 512
     for extra, fits in (["--fit-heads"], True), ([], False):
@@ -105,6 +107,12 @@ def test_model_augmentation_and_shared_caches(monkeypatch: pytest.MonkeyPatch, t
         time_to_accuracy.finetune_config(time_to_accuracy.training_config(args), args).fit_heads_teacher
         == 0.6
     )
+    args = time_to_accuracy.parse_args(
+        ["--out", str(tmp_path / "g"), "--finetune-minutes", "1", "--heads-read-itc"]
+    )
+    config = time_to_accuracy.training_config(args)
+    assert config.model_overrides == {}  # pre-training has no recognition heads
+    assert time_to_accuracy.finetune_config(config, args).model_overrides == {"recognition_reads_itc": True}
     teacher_alone = ["--finetune-minutes", "1", "--fit-heads-teacher", "0.6"]
     for bad in (
         ["--model", "mvlt_huge"],
@@ -112,6 +120,8 @@ def test_model_augmentation_and_shared_caches(monkeypatch: pytest.MonkeyPatch, t
         ["--lr", "0"],
         ["--fit-heads"],
         teacher_alone,
+        ["--heads-read-itc"],
+        ["--kd-decay-start", "1.5"],
     ):
         with pytest.raises(SystemExit) as exit_info:
             time_to_accuracy.parse_args(bad)

@@ -13,21 +13,35 @@ class ClsTokenHead(nn.Module):
     """[CLS] of T^4 -> Linear + LayerNorm -> Linear: the ITM head and each recognition head.
 
     ``extra_bias`` adds the separate output bias of the released heads (``linear_bias``), so that
-    ``compat="official"`` has exactly the released parameters.
+    ``compat="official"`` has exactly the released parameters. ``extra_dim``: the output layer also
+    reads that many features given beside the [CLS] (``MVLTConfig.recognition_reads_itc``).
     """
 
-    def __init__(self, in_dim: int, hidden: int, num_classes: int, extra_bias: bool = False) -> None:
+    def __init__(
+        self, in_dim: int, hidden: int, num_classes: int, extra_bias: bool = False, extra_dim: int = 0
+    ) -> None:
         super().__init__()
         self.embed = nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden))
-        self.fc = nn.Linear(hidden, num_classes)
+        self.fc = nn.Linear(hidden + extra_dim, num_classes)
         self.extra_bias = nn.Parameter(torch.zeros(num_classes)) if extra_bias else None
+        self.extra_dim = extra_dim
 
     @property
     def num_classes(self) -> int:
         return self.fc.out_features
 
-    def forward(self, cls: torch.Tensor) -> torch.Tensor:
-        logits = self.fc(self.embed(cls))
+    def hidden(self, cls: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """What the output layer reads: ``B x (hidden + extra_dim)``."""
+        hidden = self.embed(cls)
+        if not self.extra_dim:
+            return hidden
+        if extra is None or extra.shape[-1] != self.extra_dim:
+            got = None if extra is None else tuple(extra.shape)
+            raise ValueError(f"this head reads {self.extra_dim} extra features beside the [CLS], got {got}")
+        return torch.cat((hidden, extra.to(hidden.dtype)), -1)
+
+    def forward(self, cls: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.fc(self.hidden(cls, extra))
         return logits if self.extra_bias is None else logits + self.extra_bias
 
 

@@ -100,11 +100,14 @@ class MVLT(nn.Module):
         self.itc_head = ContrastiveHead(width, config.contrastive_dim) if config.contrastive_dim else None
         self.pair_head = EmbeddingPair(width, config.contrastive_dim) if config.pair_head else None
         self.mlm_head = MLMHead(width, hidden, config.vocab_size)
+        extra = 2 * config.contrastive_dim if config.recognition_reads_itc else 0
         self.category_head = (
-            ClsTokenHead(width, hidden, config.num_categories, official) if config.num_categories else None
+            ClsTokenHead(width, hidden, config.num_categories, official, extra)
+            if config.num_categories
+            else None
         )
         self.subcategory_head = (
-            ClsTokenHead(width, hidden, config.num_subcategories, official)
+            ClsTokenHead(width, hidden, config.num_subcategories, official, extra)
             if config.num_subcategories
             else None
         )
@@ -313,12 +316,34 @@ class MVLT(nn.Module):
         weight = self.text_embed.word_embeddings.weight
         return self.mlm_head(tokens, weight, train_embeddings=self.config.mlm_trains_embeddings)
 
-    def recognition_logits(self, cls: torch.Tensor) -> Recognition:
-        """Both recognition heads on the [CLS] feature (``EncoderOutput.cls`` or ``forward_cls``)."""
+    def recognition_logits(self, cls: torch.Tensor, itc: torch.Tensor | None = None) -> Recognition:
+        """Both recognition heads on the [CLS] feature (``EncoderOutput.cls`` or ``forward_cls``)
+        and, with ``recognition_reads_itc``, the pairs' :meth:`recognition_itc`."""
         return Recognition(
-            self.category_head(cls) if self.category_head is not None else None,
-            self.subcategory_head(cls) if self.subcategory_head is not None else None,
+            self.category_head(cls, itc) if self.category_head is not None else None,
+            self.subcategory_head(cls, itc) if self.subcategory_head is not None else None,
         )
+
+    @torch.no_grad()
+    def recognition_itc(
+        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """What the recognition heads read beside the [CLS]: ``None`` unless
+        ``recognition_reads_itc``, else the pairs' ITC embeddings from one image-only and one
+        text-only pass (:meth:`_itc_for_recognition`)."""
+        if not self.config.recognition_reads_itc:
+            return None
+        head = self._require_itc()
+        pooled, cls = self.image_features(images), self.text_features(input_ids, attention_mask)
+        with torch.autocast(device_type=cls.device.type, enabled=False):
+            return self._itc_for_recognition(head.embed_image(pooled.float()), head.embed_text(cls.float()))
+
+    def _itc_for_recognition(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> torch.Tensor | None:
+        """The unit ITC embeddings side by side, detached so that recognition never pulls on the
+        retrieval space, scaled to about unit variance per feature like the heads' hidden ones."""
+        if not self.config.recognition_reads_itc:
+            return None
+        return torch.cat((image_emb, text_emb), -1).detach().float() * self.config.contrastive_dim**0.5
 
     def tag_logits(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per tag column, ``B x classes`` logits of ``images`` from one image-only pass."""
@@ -419,7 +444,8 @@ class MVLT(nn.Module):
         """Main- and sub-category logits (``B x C`` each) from the fine-tuned recognition heads."""
         if self.category_head is None and self.subcategory_head is None:
             raise ValueError("this model has no recognition heads (num_categories = num_subcategories = 0)")
-        return self.recognition_logits(self.forward_cls(images, input_ids, attention_mask))
+        cls = self.forward_cls(images, input_ids, attention_mask)
+        return self.recognition_logits(cls, self.recognition_itc(images, input_ids, attention_mask))
 
     def reconstruct(
         self,
@@ -518,7 +544,8 @@ class MVLT(nn.Module):
             logits = self.mlm_logits(features.text[-1][selected])
             losses["mlm"] = _mean_cross_entropy(logits, labels[selected])
         if recognise:
-            recognition = self.recognition_logits(features.cls)
+            itc = self.recognition_itc(images, *_clean_text(batch))
+            recognition = self.recognition_logits(features.cls, itc)
             for name in recognise:
                 losses[name] = _mean_cross_entropy(getattr(recognition, name), batch[f"{name}_labels"])
         return losses
@@ -606,7 +633,8 @@ class MVLT(nn.Module):
                 features = self.forward_encoder(pair_images, pair_ids, pair_mask)
             losses["itm"] = F.cross_entropy(self.itm_logits(features).float(), labels)
             if recognise:
-                recognition = self.recognition_logits(features.cls[:n])
+                itc = self._itc_for_recognition(image_emb, text_emb)
+                recognition = self.recognition_logits(features.cls[:n], itc)
                 for name in recognise:
                     losses[name] = _mean_cross_entropy(getattr(recognition, name), batch[f"{name}_labels"])
         return losses

@@ -144,6 +144,11 @@ class TrainConfig:
     itc_memory_start: float = 0.5
     """The fraction of the run's steps after which the memory fills and is used. XBM starts its
     memory once the features drift slowly; started at step 0 here, ITC fell to chance."""
+    kd_decay_start: float = 1.0
+    """Teacher annealing (BAM!, Clark et al. 2019): from this fraction of the run's steps on, the
+    ``kd_*`` weights fall linearly to 0 at the last step, so that a student that has overtaken the
+    teacher pair (the pair retrieves worse than our students) is not held to it to the end.
+    1: constant weights."""
     accumulation: int = 1
     """Micro-batches per optimizer step (per process)."""
     steps: int | None = None
@@ -454,6 +459,10 @@ class TrainConfig:
             raise bad("itc_memory", "must not be negative (0: off)")
         if not 0 <= self.itc_memory_start < 1:
             raise bad("itc_memory_start", "must be a fraction of the run in [0, 1)")
+        if not 0 <= self.kd_decay_start <= 1:
+            raise bad("kd_decay_start", "must be a fraction of the run in [0, 1] (1: no decay)")
+        if self.kd_decay_start < 1 and not any(weights[n] for n in weights if n.startswith("kd_")):
+            raise bad("kd_decay_start", "decays the teachers' kd_* losses, and none is on")
         if self.itc_memory and not weights["itc"]:
             raise bad("itc_memory", "adds negatives to ITC: switch ITC on")
         if self.batch_groups < 0:

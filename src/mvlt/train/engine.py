@@ -58,7 +58,7 @@ from .model_setup import build_model_and_data, freeze_unused
 from .optim import build_optimizer
 from .resume import RunExistsError, bad_row_message, prepare_out, restore
 from .runlog import RunLog, Window, progress_bar
-from .schedule import WarmupCosine, warmup_steps
+from .schedule import WarmupCosine, annealed, warmup_steps
 from .stop import TIME_BUDGET, StopFlag
 from .teachers.distill import recognition_targets, setup_teachers
 from .teachers.models import require_teachers
@@ -372,7 +372,7 @@ class Trainer:
         )
         packed = all_reduce_sum(torch.cat([sums, flags]), self.runtime).cpu()
         metrics = {n: float(packed[j]) / d if d else 0.0 for j, (n, d) in enumerate(zip(names, denominators))}
-        metrics["total"] = sum(self.weights[n] * metrics[n] for n in names)
+        metrics["total"] = sum(self._weight(n) * metrics[n] for n in names)
         if packed[len(names)] > 0 or not math.isfinite(metrics["total"]):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(self._non_finite_message(metrics))
@@ -433,11 +433,18 @@ class Trainer:
                 missing = [n for n in names if n not in parts]
                 if missing:
                     raise ValueError(f"the batch produced no {missing} loss (labels or heads missing)")
-                objective = sum(self.weights[n] * float(scales[i, j]) * parts[n] for j, n in enumerate(names))
+                objective = sum(self._weight(n) * float(scales[i, j]) * parts[n] for j, n in enumerate(names))
                 sums += torch.stack([parts[n].detach().double() for n in names]) * counts[i].to(rt.device)
                 loss = objective / len(micro)
                 (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()
         return sums
+
+    def _weight(self, name: str) -> float:
+        """An objective's weight at this step: the config's, the ``kd_*`` ones annealed to 0 over
+        the run's last ``1 - kd_decay_start`` (a function of the step alone, so resume is exact)."""
+        if not name.startswith("kd_"):
+            return self.weights[name]
+        return self.weights[name] * annealed(self.step, self.total_steps, self.config.kd_decay_start)
 
     def _memory(self) -> EmbeddingMemory | None:
         """The ITC memory once the run is ``itc_memory_start`` of the way through, else none."""
@@ -539,9 +546,10 @@ class Trainer:
             self.model.save_pretrained(self.out)
             seconds = time.perf_counter() - t0
             soft = f", teachers' probabilities at {self.config.fit_heads_teacher:g}" if teacher else ""
+            reads = " and the ITC embeddings" if self.model.config.recognition_reads_itc else ""
             for name, r in records.items():
                 self.log.info(
-                    f"fit heads: {name} output layer fitted as a linear probe on the [CLS]{soft} (L2 "
+                    f"fit heads: {name} output layer fitted as a linear probe on the [CLS]{reads}{soft} (L2 "
                     f"{r['l2']:g}, held-out accuracy {100 * r['held_out_acc']:.1f} %, train "
                     f"{100 * r['train_acc']:.1f} %); both heads in {seconds:.1f} s"
                 )

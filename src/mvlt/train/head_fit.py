@@ -9,6 +9,9 @@ the [CLS]) standardised, and one L2-regularised softmax regression fitted to con
 strength chosen on held-out products. The standardisation is folded into the output layer, so a
 checkpoint keeps its shape and everything that reads it is unchanged.
 
+A model whose heads also read the ITC embeddings (``MVLTConfig.recognition_reads_itc``) has its
+output layers fitted on both: the hidden features and the pairs' ITC embeddings side by side.
+
 With ``teacher`` probabilities (``TrainConfig.fit_heads_teacher``), each row's target is its label
 mixed with the teachers' out-of-fold probabilities: knowledge distillation into the read-out
 (on the validation slice, 79.6 -> 82.0 % S-CR at weight 0.6 for a probe on [CLS]).
@@ -49,7 +52,8 @@ def head_features(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Per recognition head, ``N x hidden`` features of every clean pair of ``dataset`` (in row
-    order) as its output layer reads them, and the rows' labels (-100: unknown)."""
+    order) as its output layer reads them (with ``recognition_reads_itc``, the ITC embeddings
+    too), and the rows' labels (-100: unknown)."""
     heads = recognition_heads(model)
     device = next(model.parameters()).device
     features: dict[str, list[torch.Tensor]] = {name: [] for name in heads}
@@ -60,10 +64,10 @@ def head_features(
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=dataset.collate)
         for batch in loader:
             with autocast():
-                inputs = (batch[k].to(device) for k in ("images", "input_ids", "attention_mask"))
-                cls = model.forward_cls(*inputs)
+                inputs = tuple(batch[k].to(device) for k in ("images", "input_ids", "attention_mask"))
+                cls, itc = model.forward_cls(*inputs), model.recognition_itc(*inputs)
             for name, head in heads.items():
-                features[name].append(head.embed(cls.float()).float().cpu())
+                features[name].append(head.hidden(cls.float(), itc).float().cpu())
                 labels[name].append(batch[f"{name}_labels"])
             if progress is not None:
                 progress(len(batch["index"]))

@@ -112,7 +112,8 @@ def model_from_init(init: MVLT, config: TrainConfig, heads: dict[str, Any], labe
         ("category_head", "num_categories"),
         ("subcategory_head", "num_subcategories"),
     ):
-        if not (same_labels and getattr(init.config, size_field) == heads[size_field]):
+        same_input = init.config.recognition_reads_itc == model.config.recognition_reads_itc
+        if not (same_labels and same_input and getattr(init.config, size_field) == heads[size_field]):
             state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
             state.update({k: v for k, v in fresh.items() if k.startswith(head + ".")})
     old = init.label_maps

@@ -1,4 +1,5 @@
-"""Learning-rate schedule: linear warm-up, then cosine decay to a floor (released code's shape).
+"""Learning-rate schedule: linear warm-up, then cosine decay to a floor (released code's shape);
+and the teachers' annealing (:func:`annealed`).
 
 The schedule is a pure function of the optimizer step, so a resumed run needs only the step to
 be back on it; :func:`lr_scheduler` wraps it for ``torch.optim`` as a ``LambdaLR``.
@@ -63,3 +64,11 @@ def warmup_steps(total: int, warmup_steps: int | None, warmup_ratio: float) -> i
     """Explicit steps win; otherwise ``round(ratio × total)``; never more than ``total``."""
     steps = warmup_steps if warmup_steps is not None else round(warmup_ratio * total)
     return max(0, min(int(steps), total))
+
+
+def annealed(step: int, total: int, start: float) -> float:
+    """The share of its weight a ``kd_*`` loss keeps at ``step`` of ``total``: 1 until the run is
+    ``start`` of the way through, then linearly down to 0 at the end (``start`` 1: always 1)."""
+    if start >= 1:
+        return 1.0
+    return min(1.0, max(0.0, (1.0 - step / max(total, 1)) / (1.0 - start)))
