@@ -5,9 +5,10 @@ building the decoded-image cache, teacher features (``--teachers``), training an
 The default recipe (the demo's pre-training: ``mvlt_nano``, 96 px, batch 64, lr 1e-3, ITC + ITM +
 MLM + MIR) trains with its length fitted to ``--minutes`` (``fit_minutes``), in chunks of
 ``--eval-every`` minutes (``max_minutes``; each chunk resumes the last exactly). After each chunk
-the model is scored on one fixed 1 + 100 subset of ``--queries`` queries (``itc+itm``, lists
-sampled once with the seed and re-used), until both directions reach ``--target`` or the fitted
-run ends. One run at a time, on a quiet machine: it is a wall-clock measure.
+the model is scored on one fixed 1 + 100 subset of ``--queries`` queries (``--score``: by default
+``itc+itm`` when the stage trains ITM, else ``itc``; lists sampled once with the seed and
+re-used), until both directions reach ``--target`` or the fitted run ends. One run at a time, on a
+quiet machine: it is a wall-clock measure.
 
 Design comparisons are scored on a validation slice, never on test: ``--data`` a manifest whose
 ``val`` split is products held out of train (``docs/results/tagging/make_val_slice.py``) and
@@ -131,6 +132,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fine-tune recognition heads that also read the ITC embeddings "
         "(MVLTConfig.recognition_reads_itc)",
     )  # fmt: skip
+    p.add_argument(
+        "--score", choices=("auto", "itc", "itc+itm"), default="auto",
+        help="the retrieval scorer of every evaluation; auto: itc+itm when the stage scored trains "
+        "ITM (a pre-training with --objectives without itm is scored by itc)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/time-to-accuracy"))
@@ -173,7 +179,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--fit-heads-teacher weighs the teachers in the heads' fit: add --fit-heads")
     if not 0 <= args.fit_heads_teacher <= 1:
         p.error("--fit-heads-teacher must be in [0, 1]")
+    if args.score == "itc+itm" and args.objectives and "itm" not in args.objectives.split(","):
+        p.error("--score itc+itm re-ranks with the ITM head, which --objectives leaves untrained")
     return args
+
+
+def scorer(config: TrainConfig, args: argparse.Namespace) -> str:
+    """The stage's retrieval scorer: ``--score``, or under ``auto`` ITC re-ranked by ITM where the
+    stage trains ITM, else ITC alone (an untrained ITM head would re-rank at random)."""
+    if args.score != "auto":
+        return args.score
+    return "itc+itm" if config.resolved_loss_weights()["itm"] > 0 else "itc"
 
 
 def training_config(args: argparse.Namespace) -> TrainConfig:
@@ -226,7 +242,7 @@ def score(
     lists = args.out / CANDIDATES_NAME
     options = EvalOptions(
         retrieval=RetrievalProtocol(queries=args.queries, negatives=args.negatives, seed=args.seed),
-        candidates_file=str(lists) if lists.is_file() else None, score="itc+itm",
+        candidates_file=str(lists) if lists.is_file() else None, score=scorer(config, args),
         image_cache=config.image_cache, seed=args.seed,
     )  # fmt: skip
     metrics = evaluate(MVLT.from_pretrained(model_dir), test_set, list(tasks), options, out)
@@ -267,7 +283,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         point = {
             "minutes": round((time.perf_counter() - started) / 60, 2), "step": result.steps,
             "samples": result.steps * config.batch_size, "total_steps": result.total_steps,
-            "eval_seconds": round(time.perf_counter() - train_done, 1), **recall,
+            "eval_seconds": round(time.perf_counter() - train_done, 1), "score": scorer(config, args),
+            **recall,
         }  # fmt: skip
         points.append(point)
         print(f"time_to_accuracy: {json.dumps(point)}", flush=True)
@@ -285,7 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         finetuned = {
             "minutes": round((time.perf_counter() - started) / 60, 2), "step": result.steps,
             "total_steps": result.total_steps, "eval_seconds": round(time.perf_counter() - train_done, 1),
-            **scores, "recipe": recipe(fine),
+            "score": scorer(fine, args), **scores, "recipe": recipe(fine),
         }  # fmt: skip
         print(f"time_to_accuracy: fine-tuned {json.dumps({**finetuned, 'recipe': '...'})}", flush=True)
     return {

@@ -57,6 +57,11 @@ def test_objective_cost_times_a_step_with_only_the_named_objectives(monkeypatch:
 
     batches = [make_batch(4, 64, [10, 20], seed=0)]
     assert objective_cost.step_seconds({"itc": 1.0, "itm": 3.0}, batches, "fp32", steps=1) > 0
+    assert objective_cost.step_seconds({"itc": 1.0}, batches, "fp32", steps=1, model_name="mvlt_micro") > 0
+    for bad in (["--model", "mvlt_huge"], ["--sets", "itc;itc + everything"]):
+        with pytest.raises(SystemExit) as exit_info:
+            objective_cost.main(bad)
+        assert exit_info.value.code == 2, bad
     with pytest.raises(ValueError, match="switched off"):  # no objective: forward_loss refuses
         objective_cost.step_seconds({}, batches, "fp32", steps=1)
 

@@ -112,8 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--teachers",
         default=None,
-        help="pretrained knowledge while training: text-init,text,image,cross or all (needs `make teachers`; "
-        "the BERT vocabulary)",
+        help="pretrained knowledge while training: text-init,text,image,cross or all, text-raw,image-raw "
+        "(needs `make teachers`; the BERT vocabulary)",
     )
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
     p.add_argument("--overwrite", action="store_true", help="start again, deleting an earlier demo in --out")
@@ -239,9 +239,10 @@ def make_plan(args: argparse.Namespace) -> DemoPlan:
         from .train.teachers.models import require_teachers
 
         require_teachers()  # before the planner's minutes, not after them
-    if teachers and synthetic and {"text-init", "text", "cross"} & set(teachers):
+    if teachers and synthetic and {"text-init", "text", "cross", "text-raw"} & set(teachers):
         raise UsageError(
-            "--teachers text-init/text/cross need the BERT vocabulary; the synthetic demo learns its own"
+            "--teachers text-init/text/cross/text-raw need the BERT vocabulary; "
+            "the synthetic demo learns its own"
         )
     plan = DemoPlan(
         data=args.data, data_options=options, model=args.model, image_size=image_size,

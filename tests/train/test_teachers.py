@@ -119,6 +119,66 @@ def test_model_computes_the_kd_terms_from_targets_in_the_batch_and_names_missing
         model.forward_loss(wrong.attach({**batch, "index": torch.arange(4)}), weights)
 
 
+def test_the_encoder_mimics_the_teachers_own_features_through_a_training_only_projection():
+    torch.manual_seed(0)
+    batch = {
+        "images": torch.rand(4, 3, 64, 64),
+        "input_ids": torch.randint(5, 50, (4, 7)),
+        "attention_mask": torch.ones(4, 7, dtype=torch.long),
+        "index": torch.arange(4),
+    }
+    weights = LossWeights(itc=0, mir=0, itm=0, mlm=0, kd_image_raw=1, kd_text_raw=1)
+    plain = create_model("mvlt_nano", image_size=64, vocab_size=50)
+    with pytest.raises(ValueError, match="mimic_dims"):  # no projection to mimic through
+        plain.forward_loss(batch, weights)
+    torch.manual_seed(0)
+    model = create_model("mvlt_nano", image_size=64, vocab_size=50, mimic_dims=(12, 6))
+    unit = lambda *shape: F.normalize(torch.randn(*shape), dim=-1)  # noqa: E731
+    targets = TeacherTargets(image_raw=unit(4, 12), text_raw=unit(4, 6))
+    with pytest.raises(ValueError, match="target_image_raw"):
+        model.forward_loss(batch, weights)
+    losses = model.forward_loss(targets.attach(batch), weights)
+    assert set(losses) == {"kd_image_raw", "kd_text_raw", "total"}
+    with torch.no_grad():
+        hint = model.mimic_head.image_proj(model.image_features(batch["images"]))
+        expected = 1 - F.cosine_similarity(hint, targets.image_raw).mean()
+    assert torch.allclose(losses["kd_image_raw"], expected, atol=1e-5)
+    assert 0 <= losses["kd_text_raw"] <= 2
+    loose = TeacherTargets(image_raw=3 * targets.image_raw, text_raw=targets.text_raw)
+    with pytest.raises(ValueError, match="unit vectors"):
+        model.forward_loss(loose.attach(batch), weights)
+    losses["total"].backward()  # the terms train the encoder and the projections
+    assert model.stages[0].patch_embed.proj.weight.grad.abs().sum() > 0
+    assert model.mimic_head.text_proj.weight.grad.abs().sum() > 0
+    with torch.no_grad():  # inference never reads the projections: the same weights embed the same
+        assert torch.equal(
+            model.encode_images(batch["images"]), _without_mimic(model).encode_images(batch["images"])
+        )
+    wrong = TeacherTargets(image_raw=unit(4, 11), text_raw=unit(4, 6))
+    with pytest.raises(ValueError, match="do not match the model's projection"):
+        model.forward_loss(wrong.attach(batch), weights)
+    with pytest.raises(ValueError, match="mimic_dims"):
+        create_model("mvlt_nano", mimic_dims=(12, -1))
+
+
+def _without_mimic(model):
+    twin = create_model("mvlt_nano", image_size=64, vocab_size=50).eval()
+    twin.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("mimic_head.")})
+    return twin
+
+
+def test_raw_sources_shape_the_model_and_switch_their_losses_on(tmp_path):
+    config = TrainConfig(teachers="image-raw", out=str(tmp_path))
+    weights = config.resolved_loss_weights()
+    assert weights["kd_image_raw"] == 1.0 and weights["kd_text_raw"] == 0.0
+    assert config.recipe_model_overrides()["mimic_dims"] == (1280, 0)
+    both = TrainConfig(teachers="text-raw,image-raw", out=str(tmp_path))
+    assert both.teacher_model_overrides() == {"mimic_dims": (1280, 384)}
+    assert TrainConfig(teachers="image", out=str(tmp_path)).teacher_model_overrides() == {}
+    with pytest.raises(ConfigError, match="kd_text_raw"):  # the objectives silence the source
+        TrainConfig(teachers="text-raw", objectives=["itc"], out=str(tmp_path)).validate()
+
+
 # ---------------------------------------------------------------------------- teacher pair
 def test_dual_encoder_learns_paired_features_and_round_trips(tmp_path):
     g = torch.Generator().manual_seed(0)
@@ -236,6 +296,45 @@ def test_a_run_with_every_teacher_starts_from_minilm_words_and_trains_the_kd_ter
     assert torch.allclose(words[1:], minilm_word_embeddings(words.shape[1])[1:], atol=1e-4)
     assert not words[0].any()  # [PAD]
     assert list((tmp_path / "cache").glob("features-*.safetensors"))  # cached for the next run
+
+
+@pytest.mark.slow
+def test_a_run_mimics_the_teachers_features_and_a_finetuning_from_it_keeps_the_projection(tmp_path):
+    teacher_packages()
+    from mvlt.model import MVLT
+    from mvlt.train.teachers.distill import raw_targets
+
+    config = tiny_config(
+        tmp_path / "run", None, data_options={"num_products": 40, "image_size": 32}, image_size=32, steps=2,
+        teachers="image-raw,text-raw", teacher_cache=str(tmp_path / "cache"),
+        model_overrides={"contrastive_dim": 16},
+    )  # fmt: skip
+    result = train(config)
+    assert {"kd_image_raw", "kd_text_raw"} <= set(result.losses)
+    model = MVLT.from_pretrained(tmp_path / "run")
+    assert model.config.mimic_dims == (1280, 384)
+    assert (
+        "image features of efficientnet-lite0, standardised" in (tmp_path / "run" / "train.log").read_text()
+    )
+    from mvlt.train.data import open_training_catalogue
+
+    catalogue = open_training_catalogue(config, 32)
+    targets = raw_targets(catalogue, ["image", "text"], tmp_path / "cache", False)
+    features = features_module.teacher_features(catalogue, tmp_path / "cache", progress=False)
+    for side in ("image", "text"):  # each channel standardised over the training rows, then unit rows
+        x, target = features[side], targets[f"{side}_raw"]
+        varies = target.abs().sum(0) > 0
+        assert not varies[x.std(0) == 0].any()  # a constant channel (a ReLU that never fires) becomes 0
+        assert varies.sum() > x.shape[1] // 2
+        z = F.normalize((x[:, varies] - x[:, varies].mean(0)) / x[:, varies].std(0), dim=-1)
+        assert torch.allclose(target.norm(dim=-1), torch.ones(len(x)), atol=1e-5)
+        assert torch.allclose(target @ target.t(), z @ z.t(), atol=1e-4)
+    fine = config.replace(
+        task="finetune", init=str(tmp_path / "run"), out=str(tmp_path / "fine"), teachers=None
+    )
+    train(fine)  # no raw teacher now: the projection is carried along, frozen, unchanged
+    tuned = MVLT.from_pretrained(tmp_path / "fine")
+    assert torch.equal(tuned.mimic_head.image_proj.weight, model.mimic_head.image_proj.weight)
 
 
 def test_annealed_teachers_weigh_less_at_every_step_down_to_the_end(tmp_path):

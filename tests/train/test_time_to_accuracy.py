@@ -128,6 +128,44 @@ def test_model_augmentation_and_shared_caches(monkeypatch: pytest.MonkeyPatch, t
         assert exit_info.value.code == 2, bad
 
 
+def test_each_stage_is_scored_by_the_heads_it_trains(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import time_to_accuracy
+
+    def stages(*flags: str) -> tuple[str, str]:
+        args = time_to_accuracy.parse_args(["--out", str(tmp_path / "r"), "--finetune-minutes", "1", *flags])
+        config = time_to_accuracy.training_config(args)
+        return time_to_accuracy.scorer(config, args), time_to_accuracy.scorer(
+            time_to_accuracy.finetune_config(config, args), args
+        )
+
+    assert stages() == ("itc+itm", "itc+itm")
+    assert stages("--objectives", "itc,mlm") == ("itc", "itc+itm")  # ITM is back on in fine-tuning
+    assert stages("--objectives", "itc,mlm", "--score", "itc") == ("itc", "itc")
+    with pytest.raises(SystemExit) as exit_info:  # an untrained ITM head asked to re-rank
+        time_to_accuracy.parse_args(["--objectives", "itc,mlm", "--score", "itc+itm"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_a_pretraining_without_itm_is_scored_by_itc(
+    tta, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tokenizer_dir: Path
+) -> None:
+    def contrastive(args):  # the tiny run, ITC alone
+        return tiny_config(
+            args.out / "train", tokenizer_dir, steps=1, max_minutes=1e-6, fit_minutes=5.0, objectives=["itc"]
+        )
+
+    monkeypatch.setattr(tta, "training_config", contrastive)
+    out, record_path = tmp_path / "run", tmp_path / "tta.json"
+    argv = ["--out", str(out), "--queries", "6", "--negatives", "5", "--target", "0.999",
+            "--json", str(record_path)]  # fmt: skip
+    assert tta.main(argv) == 1
+    assert [p["score"] for p in json.loads(record_path.read_text())["points"]] == ["itc"]
+    protocol = json.loads((out / "eval-00" / "metrics.json").read_text())["protocol"]["retrieval"]
+    assert protocol["scorers"] == ["itc"]
+
+
 @pytest.mark.slow
 def test_finetuning_scores_recognition_on_the_finetuned_model(tta, tmp_path: Path) -> None:
     out, record_path = tmp_path / "run", tmp_path / "tta.json"
@@ -136,6 +174,7 @@ def test_finetuning_scores_recognition_on_the_finetuned_model(tta, tmp_path: Pat
     assert tta.main(argv) == 0
     fine = json.loads(record_path.read_text())["finetuned"]
     assert fine["recipe"]["task"] == "finetune" and fine["recipe"]["loss_weights"]["itm"] == 3.0
+    assert fine["score"] == "itc+itm"
     assert 0 <= fine["scr_acc"] <= 1 and 0 <= fine["mcr_acc"] <= 1 and 0 <= fine["tir_r5"] <= 1
     lists = [
         json.loads((out / d / "retrieval_candidates.json").read_text()) for d in ("eval-00", "eval-finetuned")

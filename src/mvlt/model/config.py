@@ -106,6 +106,11 @@ class MVLTConfig:
     image-only and text-only passes', detached), beside its hidden features of the joint [CLS].
     With the heads' fit on the teachers' probabilities it raised S-CR on our validation slice from
     79.0 to 82.3 % (docs/RESULTS.md); recognition then costs the two unimodal passes as well."""
+    mimic_dims: tuple[int, int] = (0, 0)
+    """Widths of training-time projections of the unimodal features (the image pass's mean visual
+    token, the text pass's [CLS]) to the image and the text teacher's own pooled features, which
+    ``kd_image_raw`` / ``kd_text_raw`` teach (FitNets' hint regressors; 0: no projection). Inference
+    never reads them; ``mvlt.train`` sets them from the teachers asked for."""
     tag_classes: dict[str, int] = field(default_factory=dict)
     """One tag head per catalogue column (``{"colour": 19, "pattern": 12}``): each reads the
     image-only pass's pooled features, so it tags a photo that comes without a description
@@ -117,7 +122,7 @@ class MVLTConfig:
 
     def __post_init__(self) -> None:
         for name in ("embed_dims", "depths", "num_heads", "mlp_ratios", "sr_ratios", "decoder_channels",
-                     "pixel_mean", "pixel_std"):  # fmt: skip
+                     "pixel_mean", "pixel_std", "mimic_dims"):  # fmt: skip
             setattr(self, name, tuple(getattr(self, name)))
         if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3 or min(self.pixel_std) <= 0:
             raise ValueError(f"MVLTConfig: pixel_mean/pixel_std need 3 values, std > 0; got "
@@ -147,6 +152,8 @@ class MVLTConfig:
             raise ValueError("MVLTConfig.pair_head needs the ITC heads (contrastive_dim > 0)")
         if self.recognition_reads_itc and not self.contrastive_dim:
             raise ValueError("MVLTConfig.recognition_reads_itc needs the ITC heads (contrastive_dim > 0)")
+        if len(self.mimic_dims) != 2 or min(self.mimic_dims) < 0:
+            raise ValueError(f"MVLTConfig.mimic_dims needs 2 widths >= 0 (image, text): {self.mimic_dims}")
         if not 0.0 <= self.pair_weight <= 1.0:
             raise ValueError(f"MVLTConfig.pair_weight must be in [0, 1], got {self.pair_weight}")
         self.tag_classes = {str(k): int(v) for k, v in (self.tag_classes or {}).items()}
@@ -212,6 +219,12 @@ class LossWeights:
     """Feature distillation: the image pass's ITC embedding mimics a teacher's (``target_image_emb``)."""
     kd_text: float = 0.0
     """The same for the text pass (``target_text_emb``)."""
+    kd_image_raw: float = 0.0
+    """Feature distillation into the encoder: the image pass's mean visual token, through a
+    training-only projection (``MVLTConfig.mimic_dims``), mimics the image teacher's own pooled
+    feature, standardised (``target_image_raw``; mean ``1 - cos``)."""
+    kd_text_raw: float = 0.0
+    """The same for the text pass's [CLS] and the text teacher (``target_text_raw``)."""
     kd_cross: float = 0.0
     """Soft ITC targets: the teacher pair's image-text similarities, as distributions over the batch."""
     kd_tags: float = 0.0

@@ -91,6 +91,16 @@ class EmbeddingPair(nn.Module):
         return F.normalize(self.text_proj(cls), dim=-1)
 
 
+class MimicHead(nn.Module):
+    """Training-only projections of the unimodal features to a teacher's own feature widths (an
+    absent side is ``None``): what ``kd_image_raw`` / ``kd_text_raw`` compare with the teachers."""
+
+    def __init__(self, in_dim: int, image_dim: int, text_dim: int) -> None:
+        super().__init__()
+        self.image_proj = nn.Linear(in_dim, image_dim) if image_dim else None
+        self.text_proj = nn.Linear(in_dim, text_dim) if text_dim else None
+
+
 class ContrastiveHead(EmbeddingPair):
     """ITC (CLIP / ALBEF): project the unimodal image and text features into one space.
 

@@ -22,7 +22,7 @@ from . import io as checkpoints
 from .config import LossWeights, MVLTConfig
 from .decoders import build_decoder
 from .encoder import EncoderOutput, Stage, TextEmbedding
-from .heads import ClsTokenHead, ContrastiveHead, EmbeddingPair, FusedMatchHead, MLMHead
+from .heads import ClsTokenHead, ContrastiveHead, EmbeddingPair, FusedMatchHead, MimicHead, MLMHead
 from .objectives import (
     EmbeddingMemory,
     Gather,
@@ -99,6 +99,7 @@ class MVLT(nn.Module):
         )
         self.itc_head = ContrastiveHead(width, config.contrastive_dim) if config.contrastive_dim else None
         self.pair_head = EmbeddingPair(width, config.contrastive_dim) if config.pair_head else None
+        self.mimic_head = MimicHead(width, *config.mimic_dims) if any(config.mimic_dims) else None
         self.mlm_head = MLMHead(width, hidden, config.vocab_size)
         extra = 2 * config.contrastive_dim if config.recognition_reads_itc else 0
         self.category_head = (
@@ -590,6 +591,7 @@ class MVLT(nn.Module):
                 mimics = (image_emb, text_emb)  # what kd_image / kd_text teach: ITC, or the pair head
                 if self.pair_head is not None and _distils(w):
                     mimics = (self.pair_head.embed_image(pooled), self.pair_head.embed_text(cls))
+                hints = self._hints(pooled, cls, w)
         all_image, all_text = gather(image_emb), gather(text_emb)
         same = same_text(ids, all_ids)
         temperature = head.clamped_temperature()
@@ -609,6 +611,8 @@ class MVLT(nn.Module):
             losses.update(
                 self._distillation_losses(batch, w, gather, mimics, image_emb, text_emb, all_image, all_text)
             )
+        for name, hint in hints.items():
+            losses[name] = embedding_distillation(hint, _target(batch, name, hint))
         if w.itm:
             with torch.no_grad():
                 all_index = gather(index)
@@ -680,6 +684,22 @@ class MVLT(nn.Module):
             )  # fmt: skip
         return losses
 
+    def _hints(self, pooled: torch.Tensor, cls: torch.Tensor, w: LossWeights) -> dict[str, torch.Tensor]:
+        """``kd_image_raw`` / ``kd_text_raw``'s student side: the unimodal features projected to the
+        teachers' own widths (``mimic_head``), unit length, for the losses that are on."""
+        wanted = {"kd_image_raw": (pooled, "image_proj"), "kd_text_raw": (cls, "text_proj")}
+        hints = {}
+        for name, (features, side) in wanted.items():
+            if getattr(w, name):
+                proj = getattr(self.mimic_head, side, None)
+                if proj is None:
+                    raise ValueError(
+                        f"{name} needs the model's projection to the teacher's features "
+                        f"(MVLTConfig.mimic_dims {self.config.mimic_dims})"
+                    )
+                hints[name] = F.normalize(proj(features), dim=-1)
+        return hints
+
     def forward(self, batch: Mapping[str, Any], **kwargs: Any) -> dict[str, torch.Tensor]:
         return self.forward_loss(batch, **kwargs)
 
@@ -695,7 +715,23 @@ class MVLT(nn.Module):
 
 
 def _distils(w: LossWeights) -> bool:
-    return bool(w.kd_image or w.kd_text or w.kd_cross)
+    return bool(w.kd_image or w.kd_text or w.kd_cross or w.kd_image_raw or w.kd_text_raw)
+
+
+def _target(batch: Mapping[str, Any], loss: str, hint: torch.Tensor) -> torch.Tensor:
+    """The teacher's features that ``kd_image_raw`` / ``kd_text_raw`` (``loss``) mimic, checked."""
+    key = "target_" + loss.removeprefix("kd_")
+    if key not in batch:
+        raise ValueError(f"{loss} needs {key} in the batch (a teacher's own features)")
+    target = batch[key]
+    if target.shape != hint.shape:
+        raise ValueError(
+            f"{loss}: teacher features {tuple(target.shape)} do not match the model's projection "
+            f"{tuple(hint.shape)} (MVLTConfig.mimic_dims)"
+        )
+    if not torch.allclose(target.float().norm(dim=-1), target.new_ones(len(target)).float(), atol=1e-3):
+        raise ValueError(f"{loss}: {key} must be unit vectors (the loss is 1 - their dot product)")
+    return target
 
 
 def _clean_text(batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -117,8 +117,8 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
         "teachers",
         str,
         "LIST",
-        "pretrained knowledge while training: text-init,text,image,cross or all (those four), and tags "
-        "(with --labels) (needs `make teachers`)",
+        "pretrained knowledge while training: text-init,text,image,cross or all (those four), "
+        "text-raw,image-raw (each teacher's own features), and tags (with --labels) (needs `make teachers`)",
     ),
     (
         "--teacher-cache",

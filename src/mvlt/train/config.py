@@ -24,7 +24,7 @@ import yaml
 from ..data.augment import check_augmentations
 from ..exits import UsageError
 from ..model.config import OBJECTIVES
-from .teachers.sources import LOSS_OF_SOURCE, PAIR_LOSSES, parse_sources
+from .teachers.sources import LOSS_OF_SOURCE, PAIR_LOSSES, RAW_WIDTHS, parse_sources
 
 TASKS = ("pretrain", "finetune")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -195,9 +195,11 @@ class TrainConfig:
     ``text-init`` (word embeddings from all-MiniLM-L6-v2's), ``text`` / ``image`` (the unimodal ITC
     embeddings mimic a frozen teacher pair's: MiniLM, EfficientNet-Lite0 ImageNet), ``cross`` (soft
     ITC targets from the pair's similarities), ``tags`` (the image tag heads learn an ImageNet
-    linear probe's out-of-fold class probabilities, ``kd_tags``; needs ``labels``), or ``[all]`` (the
-    four before ``tags``). Each loss term weighs 1 unless ``loss_weights`` says otherwise
-    (``kd_text``, ``kd_image``, ``kd_cross``, ``kd_tags``). Needs the optional
+    linear probe's out-of-fold class probabilities, ``kd_tags``; needs ``labels``), ``text-raw`` /
+    ``image-raw`` (the unimodal features, through training-only projections, mimic each teacher's
+    own standardised features), or ``[all]`` (the four before ``tags``). Each loss term weighs 1
+    unless ``loss_weights`` says otherwise (``kd_text``, ``kd_image``, ``kd_cross``, ``kd_tags``,
+    ``kd_text_raw``, ``kd_image_raw``). Needs the optional
     teacher packages (``make teachers``); the trained model runs without them."""
     teacher_cache: str | None = None
     """Where teacher features and the fitted teacher pair are kept (``None``: ``$MVLT_CACHE_DIR/teachers``
@@ -339,7 +341,16 @@ class TrainConfig:
         """``MVLTConfig`` fields the recipe sets for a new model (``model_overrides`` win)."""
         from ..model.config import PAPER_DESIGN
 
-        return {**(PAPER_DESIGN if self.recipe == "paper" else {}), **self.model_overrides}
+        paper = PAPER_DESIGN if self.recipe == "paper" else {}
+        return {**paper, **self.teacher_model_overrides(), **self.model_overrides}
+
+    def teacher_model_overrides(self) -> dict[str, Any]:
+        """The projections to the teachers' own features that ``kd_image_raw`` / ``kd_text_raw``
+        train (``MVLTConfig.mimic_dims``), when either is on."""
+        weights = self.resolved_loss_weights()
+        if not any(weights[name] for name in RAW_WIDTHS):
+            return {}
+        return {"mimic_dims": tuple(width if weights[name] else 0 for name, width in RAW_WIDTHS.items())}
 
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else self.base_lr * self.batch_size / 512

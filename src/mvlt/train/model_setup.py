@@ -104,7 +104,8 @@ def model_from_init(init: MVLT, config: TrainConfig, heads: dict[str, Any], labe
     the other heads keep ``init``'s weights; a recognition head is fresh unless ``init`` had
     heads for exactly these label maps, a tag head unless ``init`` had one for the same labels."""
     size = {"image_size": config.image_size} if config.image_size else {}
-    model = MVLT(init.config.replace(**{**config.model_overrides, **size, **heads}))  # fresh heads
+    overrides = {**config.teacher_model_overrides(), **config.model_overrides, **size, **heads}
+    model = MVLT(init.config.replace(**overrides))  # fresh heads
     same_labels = init.label_maps is not None and init.label_maps == label_maps
     state = resized_positions(init.state_dict(), model)
     fresh = model.state_dict()
@@ -116,6 +117,10 @@ def model_from_init(init: MVLT, config: TrainConfig, heads: dict[str, Any], labe
         if not (same_labels and same_input and getattr(init.config, size_field) == heads[size_field]):
             state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
             state.update({k: v for k, v in fresh.items() if k.startswith(head + ".")})
+    mimic = {k: v for k, v in fresh.items() if k.startswith("mimic_head.")}  # the run's teachers decide it
+    state = {k: v for k, v in state.items() if not k.startswith("mimic_head.") or (
+        k in mimic and v.shape == mimic[k].shape)}  # fmt: skip
+    state.update({k: v for k, v in mimic.items() if k not in state})
     old = init.label_maps
     kept = {
         c for c in heads["tag_classes"]
@@ -163,6 +168,10 @@ def freeze_unused(model: MVLT, weights: Mapping[str, float], freeze_encoder: boo
     if model.pair_head is not None:  # each projection learns from its teacher alone
         model.pair_head.image_proj.requires_grad_(bool(weights["kd_image"]))
         model.pair_head.text_proj.requires_grad_(bool(weights["kd_text"]))
+    for side, loss in (("image_proj", "kd_image_raw"), ("text_proj", "kd_text_raw")):
+        proj = getattr(model.mimic_head, side, None)
+        if proj is not None:
+            proj.requires_grad_(bool(weights[loss]))
     if freeze_encoder:
         for name in ENCODER:
             getattr(model, name).requires_grad_(False)

@@ -8,6 +8,11 @@ four, and ``tags``):
 - ``text`` / ``image``: the unimodal passes' ITC embeddings mimic the teacher pair's (``kd_text`` /
   ``kd_image``: mean ``1 - cos``);
 - ``cross``: ITC also learns from the teacher pair's similarities as soft targets (``kd_cross``).
+- ``image-raw`` / ``text-raw``: the unimodal features, through training-only projections
+  (``MVLTConfig.mimic_dims``), mimic each teacher's own pooled features, standardised over the
+  training rows (``kd_image_raw`` / ``kd_text_raw``: mean ``1 - cos``; FitNets' hints, CLIP-KD's
+  feature distillation with a projector): all that the teacher's features hold, not only what
+  the pair's projections to the ITC width keep.
 - ``tags``: the image tag heads learn the ImageNet teacher's linear-probe probabilities, each row's
   from a probe fitted without it (``kd_tags``; :mod:`.probe`).
 
@@ -39,7 +44,7 @@ from .dual import DualEncoder, fit_dual_encoder
 from .features import catalogue_fingerprint, default_cache_dir, teacher_features
 from .models import IMAGE_TEACHER, TEXT_TEACHER, TextTeacher, check_vocabulary, require_teachers
 from .probe import PROBE_VERSION, out_of_fold_probabilities
-from .sources import PAIR_LOSSES
+from .sources import PAIR_LOSSES, RAW_WIDTHS
 
 
 @dataclass
@@ -52,6 +57,10 @@ class TeacherTargets:
     text: torch.Tensor | None = None
     temperature: float = 1.0
     tags: dict[str, torch.Tensor] | None = None
+    image_raw: torch.Tensor | None = None
+    """The image teacher's own pooled features, standardised (``kd_image_raw``)."""
+    text_raw: torch.Tensor | None = None
+    """The text teacher's (``kd_text_raw``)."""
 
     def attach(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         rows = batch["index"].cpu()
@@ -61,6 +70,9 @@ class TeacherTargets:
             out["target_image_emb"] = self.image[rows].to(device)
             out["target_text_emb"] = self.text[rows].to(device)
             out["target_temperature"] = torch.tensor(self.temperature, device=device)
+        for name in ("image_raw", "text_raw"):
+            if getattr(self, name) is not None:
+                out[f"target_{name}"] = getattr(self, name)[rows].to(device)
         if self.tags is not None:
             out["target_tags"] = {column: p[rows].to(device) for column, p in self.tags.items()}
         return out
@@ -91,6 +103,26 @@ def teacher_targets(
     record = {"dim": dim, "epochs": fit.epochs, "temperature": round(pair.temperature, 4),
               "held_out_r1": fit.held_out_r1, "cache": str(fitted)}  # fmt: skip
     return targets, record
+
+
+def raw_targets(
+    catalogue: Any, sides: list[str], cache_dir: str | Path | None = None, progress: bool = True
+) -> dict[str, torch.Tensor]:
+    """``{"image_raw": N x 1280, "text_raw": N x 384}`` (the ``sides`` asked) of every row of
+    ``catalogue``: each teacher's cached pooled features, standardised per dimension over these
+    rows, so that no few high-variance channels dominate the cosine the student is taught (a
+    channel constant over the rows, such as a ReLU that never fires, becomes 0), then unit length
+    per row (the targets of :func:`~mvlt.model.objectives.embedding_distillation`)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    features = teacher_features(catalogue, cache, progress=progress)
+    out = {}
+    for side in sides:
+        x = features[side].float()
+        spread = x.std(0)
+        varies = spread > 1e-6 * x.abs().amax(0).clamp_min(1e-12)  # not constant but for rounding
+        standard = torch.where(varies, (x - x.mean(0)) / spread.clamp_min(1e-12), 0.0)
+        out[f"{side}_raw"] = torch.nn.functional.normalize(standard, dim=-1)
+    return out
 
 
 def tag_targets(
@@ -203,14 +235,17 @@ def setup_teachers(
                 words.weight[words.padding_idx] = 0
         lines.append(f"  teachers: word embeddings from {TEXT_TEACHER} ({width} principal axes of 384)")
     pair, tags = any(weights.get(n) for n in PAIR_LOSSES), bool(weights.get("kd_tags"))
-    if not (pair or tags):
+    raw = [name.split("_")[1] for name in RAW_WIDTHS if weights.get(name)]  # "image", "text"
+    if not (pair or tags or raw):
         return None, lines
     dim = model.config.contrastive_dim
+    if raw and model.mimic_head is None:
+        raise ValueError("kd_image_raw / kd_text_raw teach the model's mimic_head: set MVLTConfig.mimic_dims")
     if pair and not dim:
         raise ValueError("teacher distillation needs the model's ITC heads (contrastive_dim > 0)")
     if tags and not model.tag_heads:
         raise ValueError("kd_tags teaches the tag heads, and this model has none (--labels)")
-    if {"text", "cross"} & set(sources):
+    if {"text", "cross", "text-raw"} & set(sources):
         check_text_vocabulary(model.tokenizer)
     targets, record, probes = TeacherTargets(), None, None
     for turn in ("main", "others"):  # rank 0 fills the caches; the others then read them
@@ -223,6 +258,8 @@ def setup_teachers(
                 targets.tags, probes = tag_targets(
                     catalogue, model.label_maps, config.teacher_cache, runtime.is_main
                 )
+            for name, value in raw_targets(catalogue, raw, config.teacher_cache, runtime.is_main).items():
+                setattr(targets, name, value)
         barrier(runtime)
     if record is not None:
         r1 = max(record["held_out_r1"] or [0.0])
@@ -231,6 +268,9 @@ def setup_teachers(
             f"epochs, held-out R@1 {100 * r1:.1f} %, temperature {record['temperature']:g}); "
             f"cache {record['cache']}"
         )
+    for side in raw:
+        teacher = IMAGE_TEACHER if side == "image" else TEXT_TEACHER
+        lines.append(f"  teachers: {side} features of {teacher}, standardised, mimicked through a projection")
     for column, probe in (probes or {}).items():
         lines.append(
             f"  teachers: tags {column!r} from an {IMAGE_TEACHER} linear probe (L2 {probe['l2']:g}), "

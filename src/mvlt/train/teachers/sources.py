@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-SOURCES = ("text-init", "text", "image", "cross", "tags")
+SOURCES = ("text-init", "text", "image", "cross", "tags", "text-raw", "image-raw")
 ALL = ("text-init", "text", "image", "cross")
 """What ``all`` names: every source that pre-training can use (``tags`` needs tag heads)."""
-LOSS_OF_SOURCE = {"text": "kd_text", "image": "kd_image", "cross": "kd_cross", "tags": "kd_tags"}
+LOSS_OF_SOURCE = {"text": "kd_text", "image": "kd_image", "cross": "kd_cross", "tags": "kd_tags",
+                  "text-raw": "kd_text_raw", "image-raw": "kd_image_raw"}  # fmt: skip
 PAIR_LOSSES = ("kd_text", "kd_image", "kd_cross")
 """The losses taught by the teacher pair's ITC-width embeddings (they need the model's ITC heads)."""
+RAW_WIDTHS = {"kd_image_raw": 1280, "kd_text_raw": 384}
+"""The losses taught by each teacher's own pooled features, and those features' widths
+(EfficientNet-Lite0's, MiniLM's): the widths of the model's ``mimic_dims`` projections."""
 
 
 def parse_sources(spec: str | list[str] | None) -> list[str]:
