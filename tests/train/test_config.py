@@ -12,7 +12,16 @@ from mvlt.train import ConfigError, TrainConfig, load_config
 from mvlt.train.cli import flag_overrides, main, resolve_config
 from mvlt.train.config import apply_overrides
 
-NO_TEACHERS_NO_TAGS = {"kd_image": 0, "kd_text": 0, "kd_cross": 0, "kd_tags": 0, "tags": 0, "tags_text": 0}
+NO_TEACHERS_NO_TAGS = {
+    "kd_image": 0,
+    "kd_text": 0,
+    "kd_cross": 0,
+    "kd_tags": 0,
+    "kd_image_raw": 0,
+    "kd_text_raw": 0,
+    "tags": 0,
+    "tags_text": 0,
+}
 
 
 def test_defaults_follow_the_spec():
