@@ -16,6 +16,10 @@
 #   raw: the reference plus the teachers' own pooled features mimicked through training-only
 #         projections of the unimodal features (--teachers ...,image-raw,text-raw; kd_*_raw x4).
 #         Pre-training only, as the reference. 1,240 steps; R@5 55.3 / 54.1. Not kept.
+#   itm6: the reference with ITM weighted 6 instead of 3 (--loss-weights ...,itm=6): the noitm arm
+#         says that ITM's training shapes the encoder; this asks whether more of it helps.
+#         Pre-training only, as the reference. 1,100 steps (0.82 s each on this session's CPU; the
+#         weight does not change a step's work); R@5 57.0 / 55.6. Not kept.
 RUNS=${RUNS:-runs}
 python docs/results/tagging/make_val_slice.py
 COMMON="--data /tmp/hm-val/metadata.csv --split val --minutes 16 --eval-every 16 --queries 1000 --target 0.99 \
@@ -28,6 +32,8 @@ for arm in ${ARMS:-noitm}; do
     raw) extra="--teachers text-init,text,image,image-raw,text-raw \
       --objectives itc,itm,kd_text,kd_image,kd_image_raw,kd_text_raw \
       --loss-weights kd_image=8,kd_text=8,kd_image_raw=4,kd_text_raw=4" ;;
+    itm6) extra="--teachers text-init,text,image --objectives itc,itm,kd_text,kd_image \
+      --loss-weights kd_image=8,kd_text=8,itm=6" ;;
   esac
   rm -rf $RUNS/val-designs-6/$arm
   python benchmarks/time_to_accuracy.py $COMMON $extra --out $RUNS/val-designs-6/$arm --json $RUNS/val-designs-6/$arm.json
