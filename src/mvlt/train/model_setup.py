@@ -117,10 +117,11 @@ def model_from_init(init: MVLT, config: TrainConfig, heads: dict[str, Any], labe
         if not (same_labels and same_input and getattr(init.config, size_field) == heads[size_field]):
             state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
             state.update({k: v for k, v in fresh.items() if k.startswith(head + ".")})
-    mimic = {k: v for k, v in fresh.items() if k.startswith("mimic_head.")}  # the run's teachers decide it
-    state = {k: v for k, v in state.items() if not k.startswith("mimic_head.") or (
-        k in mimic and v.shape == mimic[k].shape)}  # fmt: skip
-    state.update({k: v for k, v in mimic.items() if k not in state})
+    # The run's teachers shape the projections to their features: ``init``'s are kept where they fit.
+    mimic = {k: v for k, v in fresh.items() if k.startswith("mimic_head.")}
+    kept_mimic = {k: v for k, v in state.items() if k in mimic and v.shape == mimic[k].shape}
+    state = {k: v for k, v in state.items() if not k.startswith("mimic_head.")}
+    state.update({**mimic, **kept_mimic})
     old = init.label_maps
     kept = {
         c for c in heads["tag_classes"]
