@@ -22,7 +22,8 @@ pass's true pairs, no extra pass) is scored on M-CR / S-CR at every point.
 
     .venv/bin/python benchmarks/time_to_accuracy.py [--minutes 16] [--eval-every 4] [--target 0.45]
         [--queries 500] [--teachers SOURCES] [--objectives LIST] [--model mvlt_nano] [--image-size 96]
-        [--augment LIST] [--split test] [--shared-caches DIR] [--finetune-minutes 0] [--fit-heads]
+        [--augment LIST] [--set KEY=VALUE ...] [--split test] [--shared-caches DIR]
+        [--finetune-minutes 0] [--fit-heads]
         [--out runs/time-to-accuracy] [--threads 2] [--json benchmarks/results/time_to_accuracy.json]
         [--picture docs/images/time_to_accuracy.png]
     .venv/bin/python benchmarks/time_to_accuracy.py --redraw RUN.json [RUN.json ...] --picture PNG
@@ -47,7 +48,8 @@ from mvlt.eval.curves import draw_curves
 from mvlt.eval.runner import CANDIDATES_NAME
 from mvlt.model import MVLT, list_models
 from mvlt.train import ConfigError, TrainConfig, train
-from mvlt.train.cli import parse_key_values
+from mvlt.train.cli import parse_key_values, yaml_value
+from mvlt.train.config import apply_overrides
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import HM_MANIFEST, machine
@@ -137,6 +139,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the retrieval scorer of every evaluation; auto: itc+itm when the stage scored trains "
         "ITM (a pre-training with --objectives without itm is scored by itc)",
     )  # fmt: skip
+    p.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+        help="set any pre-training config key, as mvlt pretrain --set (e.g. weight_decay=0.1, "
+        "model_overrides.drop_path_rate=0.1); repeatable",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/time-to-accuracy"))
@@ -161,6 +168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     try:
         items = [i for i in (args.loss_weights or "").split(",") if i.strip()]
         args.loss_weights = parse_key_values(items, "--loss-weights", float)
+        args.sets = parse_key_values(args.sets, "--set", yaml_value)
     except ConfigError as err:
         p.error(str(err))
     positive = ("minutes", "eval_every", "target", "queries", "negatives", "seconds_per_step", "image_size")
@@ -195,7 +203,7 @@ def scorer(config: TrainConfig, args: argparse.Namespace) -> str:
 def training_config(args: argparse.Namespace) -> TrainConfig:
     """The demo's pre-training, its caches inside ``--out`` so that building them is on the clock."""
     caches = args.shared_caches or args.out
-    return TrainConfig(
+    config = TrainConfig(
         task="pretrain", model=args.model, data=args.data, image_size=args.image_size, batch_size=64,
         lr=args.lr, seed=args.seed, threads=args.threads,
         steps=max(20, int(60 * args.minutes / args.seconds_per_step)),
@@ -208,6 +216,7 @@ def training_config(args: argparse.Namespace) -> TrainConfig:
         itc_memory=args.itc_memory, itc_memory_start=args.itc_memory_start,
         kd_decay_start=args.kd_decay_start, loss_weights=args.loss_weights,
     )  # fmt: skip
+    return apply_overrides(config, args.sets, "--set") if args.sets else config
 
 
 def recipe(config: TrainConfig) -> dict[str, object]:

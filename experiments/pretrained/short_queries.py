@@ -10,6 +10,9 @@ products, ``"{pattern} {colour} {subcategory}"`` ("stripe white t-shirt"), lower
 product is relevant to a query when it has those attribute values. Each query ranks every test
 product's photo by the ITC similarity to the query text (what ``mvlt search`` does before
 re-ranking), so the model must find the products from their images alone.
+
+``--split val`` scores a validation slice's held-out products instead
+(``docs/results/tagging/make_val_slice.py``), for choosing between designs without reading test.
 """
 
 from __future__ import annotations
@@ -58,8 +61,8 @@ def evaluate(text_emb: torch.Tensor, image_emb: torch.Tensor, queries: dict[str,
             "precision_at_10_se": float(np.std(p, ddof=1) / math.sqrt(len(p)))}  # fmt: skip
 
 
-def test_rows(manifest: Path, catalogue) -> list[dict[str, str]]:
-    """The manifest's rows of the test split in the catalogue's order (matched by product id)."""
+def split_rows(manifest: Path, catalogue) -> list[dict[str, str]]:
+    """The manifest's rows of the scored split in the catalogue's order (matched by product id)."""
     by_id = {}
     with manifest.open(encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
@@ -106,13 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, action="append", default=[], help="MVLT checkpoint(s) to score")
     p.add_argument("--baseline-dim", type=int, default=None, help="also score the frozen dual encoder")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--split", default="test", help="the split whose products are ranked (val for designs)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from mvlt.data import open_catalogue
 
-    test = open_catalogue(args.data, split="test")
-    queries = attribute_queries(test_rows(Path(args.data), test))
+    test = open_catalogue(args.data, split=args.split)
+    queries = attribute_queries(split_rows(Path(args.data), test))
     texts = list(queries)
     results = {}
     for checkpoint in args.checkpoint:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mvlt.data.augment import augment_images, check_augmentations
+from mvlt.data.augment import augment_images, check_augmentations, drop_sentences
 
 
 def _images(n: int = 16, size: int = 32) -> torch.Tensor:
@@ -52,3 +52,32 @@ def test_unknown_or_repeated_names_are_refused():
     with pytest.raises(ValueError, match="twice"):
         check_augmentations(["flip", "flip"])
     assert augment_images(_images(2), [], seed=0).equal(_images(2))
+
+
+TEXT = "Oversized shirt. Long sleeves and a chest pocket. Buttons down the front. Colour: Black."
+
+
+def _drops(text: str, prob: float, seed: int) -> str:
+    return drop_sentences(text, prob, torch.Generator().manual_seed(seed))
+
+
+def test_drop_sentences_keeps_the_first_and_a_subset_of_the_rest_in_order():
+    sentences = TEXT.split(". ")
+    lengths = []
+    for seed in range(200):
+        out = _drops(TEXT, 0.5, seed)
+        assert out.startswith("Oversized shirt.")
+        kept = [s.rstrip(".") for s in out.split(". ")]
+        assert kept == [s.rstrip(".") for s in sentences if s.rstrip(".") in kept]  # a subsequence
+        lengths.append(len(kept))
+    # 3 later sentences, each kept with probability 1/2: 1 + 1.5 on average
+    assert 2.2 < sum(lengths) / len(lengths) < 2.8 and min(lengths) == 1 and max(lengths) == 4
+
+
+def test_drop_sentences_is_a_function_of_its_generator_and_off_at_zero():
+    assert _drops(TEXT, 0.5, 3) == _drops(TEXT, 0.5, 3)
+    assert len({_drops(TEXT, 0.5, s) for s in range(20)}) > 2
+    assert _drops(TEXT, 0.0, 3) == TEXT
+    assert _drops("One sentence only. ", 0.9, 3) == "One sentence only. "  # nothing to drop
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        _drops(TEXT, 1.0, 3)

@@ -17,6 +17,7 @@ from mvlt.data import (
     collate_pairs,
     collate_pretrain,
     encode_texts,
+    open_catalogue,
 )
 from mvlt.masking import IGNORE_INDEX, MASK_FILL
 
@@ -206,3 +207,39 @@ def test_pairs_and_encode_texts(catalogue: SyntheticCatalogue, tokenizer: Tokeni
         [1, 1, 1, 0, 0],
         [1] * 5,
     ]
+
+
+def test_sentence_drop_shortens_texts_per_epoch_and_rows_sharing_a_text_alike(
+    tmp_path: Path, tokenizer: Tokenizer, files: type
+) -> None:
+    rows = files.default_rows(6)
+    for i, row in enumerate(rows):
+        row["text"] = f"Product {i}. Soft cotton jersey. A round neck. Short sleeves. Colour: Red."
+        row["split"] = "train"
+    rows[1]["text"] = rows[0]["text"]  # a colour variant sharing its description
+    cat = open_catalogue(files.write_csv(tmp_path / "metadata.csv", rows), split="train")
+    options = {"image_size": SIZE, "mask_unit": 8, "mlm": False, "seed": 3}
+    plain = PretrainDataset(cat, tokenizer, **options)  # type: ignore[arg-type]
+    dropping = PretrainDataset(cat, tokenizer, sentence_drop=0.5, **options)  # type: ignore[arg-type]
+    shorter = 0
+    for epoch in range(6):
+        plain.set_epoch(epoch)
+        dropping.set_epoch(epoch)
+        for i in range(len(cat)):
+            full, cut = plain[i], dropping[i]
+            assert full["text_index"] == cut["text_index"]  # the ITM draw is its own stream
+            assert torch.equal(full["image_mask"], cut["image_mask"])
+            ids, full_ids = cut["input_ids"].tolist(), full["input_ids"].tolist()
+            first = tokenizer.encode(cat.texts[full["text_index"]].split(". ")[0] + ".")
+            assert ids[: len(first) - 1] == first[:-1] and len(ids) <= len(full_ids)  # first sentence kept
+            shorter += len(ids) < len(full_ids)
+    assert shorter > 10
+    own = PretrainDataset(cat, tokenizer, sentence_drop=0.5, **{**options, "itm": False})  # type: ignore[arg-type]
+    again = PretrainDataset(cat, tokenizer, sentence_drop=0.5, **{**options, "itm": False})  # type: ignore[arg-type]
+    for epoch in range(6):
+        own.set_epoch(epoch)
+        again.set_epoch(epoch)
+        assert torch.equal(own[0]["input_ids"], own[1]["input_ids"])  # keyed by the text, not the row
+        assert torch.equal(own[2]["input_ids"], again[2]["input_ids"])  # a pure function of seed and epoch
+    with pytest.raises(ValueError, match="sentence_drop"):
+        PretrainDataset(cat, tokenizer, sentence_drop=1.0, **options)  # type: ignore[arg-type]

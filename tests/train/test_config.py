@@ -117,6 +117,8 @@ def test_unknown_keys_name_the_key_and_the_file(tmp_path: Path):
         ({"recipe": "albef"}, "recipe"),
         ({"itm_negatives": "easy"}, "itm_negatives"),
         ({"objectives": ["itm", "mlm"], "itm_negatives": "itc"}, "itm_negatives"),
+        ({"sentence_drop": 1.0}, "sentence_drop"),
+        ({"sentence_drop": -0.1}, "sentence_drop"),
     ],
 )
 def test_bad_values_name_the_field(changes, key):
@@ -157,7 +159,7 @@ def test_numeric_flags_must_be_finite_and_in_range(tmp_path: Path, capsys):
     assert main(["pretrain", "--lr", "nan", *out]) == 2
     assert capsys.readouterr().err == "mvlt pretrain: error: --lr nan: must be a positive finite number\n"
     bad = {"--epochs": "inf", "--min-lr": "nan", "--mask-ratio": "1.5", "--max-minutes": "0",
-           "--clip-grad-norm": "-1", "--image-size": "30"}  # fmt: skip
+           "--clip-grad-norm": "-1", "--image-size": "30", "--sentence-drop": "1.5"}  # fmt: skip
     for flag, value in bad.items():
         assert main(["finetune", "--init", "x", flag, value, *out]) == 2, flag
         assert capsys.readouterr().err.startswith(f"mvlt finetune: error: {flag} {value}: must be "), flag
@@ -201,3 +203,20 @@ def _parse(argv: list[str]):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
     return parser.parse_args(argv)
+
+
+def test_sentence_drop_reaches_the_training_dataset(tmp_path: Path, tokenizer_dir: Path) -> None:
+    from mvlt.data import Tokenizer
+    from mvlt.data.sources import open_catalogue
+    from mvlt.train.data import build_dataset
+
+    from .helpers import IMAGE_SIZE, tiny_config
+
+    args = _parse(["pretrain", "--sentence-drop", "0.3", "--out", str(tmp_path / "o")])
+    assert resolve_config(args, "pretrain").sentence_drop == 0.3 and TrainConfig().sentence_drop == 0
+    cfg = tiny_config(tmp_path / "run", tokenizer_dir, sentence_drop=0.3, image_cache="off")
+    catalogue = open_catalogue("synthetic", split="train", num_products=20, image_size=IMAGE_SIZE)
+    weights, schedule = cfg.resolved_loss_weights(), cfg.resolved_input_schedule()
+    tokenizer = Tokenizer.load(tokenizer_dir)
+    dataset = build_dataset(cfg, catalogue, tokenizer, None, IMAGE_SIZE, weights, schedule)
+    assert dataset.sentence_drop == 0.3  # type: ignore[union-attr]

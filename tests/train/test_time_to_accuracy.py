@@ -68,6 +68,26 @@ def test_design_flags_reach_the_training_config(monkeypatch: pytest.MonkeyPatch,
     assert exit_info.value.code == 2
 
 
+def test_set_reaches_any_pre_training_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import time_to_accuracy
+
+    argv = ["--out", str(tmp_path / "run"), "--pair-head", "--set", "weight_decay=0.1",
+            "--set", "model_overrides.drop_path_rate=0.1", "--finetune-minutes", "1"]  # fmt: skip
+    args = time_to_accuracy.parse_args(argv)
+    config = time_to_accuracy.training_config(args)
+    assert config.weight_decay == 0.1 and config.model_overrides == {"pair_head": True, "drop_path_rate": 0.1}
+    config.validate()
+    assert time_to_accuracy.finetune_config(config, args).weight_decay == 0.1  # carried to fine-tuning
+    plain = time_to_accuracy.parse_args(["--out", str(tmp_path / "plain")])
+    assert time_to_accuracy.training_config(plain).weight_decay == 0.01
+    with pytest.raises(SystemExit) as exit_info:  # a malformed item is refused by the parser
+        time_to_accuracy.parse_args(["--set", "weight_decay"])
+    assert exit_info.value.code == 2
+    bad = ["--out", str(tmp_path / "bad"), "--set", "weight_decy=0.1"]
+    assert time_to_accuracy.main(bad) == 2 and not (tmp_path / "bad").exists()  # one line, nothing made
+
+
 def test_model_augmentation_and_shared_caches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import time_to_accuracy

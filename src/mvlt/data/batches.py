@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..masking import IGNORE_INDEX, apply_image_mask, image_mask, mlm_mask
+from .augment import drop_sentences
 from .catalogue import Catalogue
 from .image_cache import ImageCache
 from .images import RESIZE_MODES, prepare_image
@@ -30,7 +31,7 @@ PRETRAIN_KEYS = ("images", "masked_images", "image_mask", "input_ids", "attentio
                  "itm_labels", "category_labels", "subcategory_labels", "index", "product_ids")  # fmt: skip
 PAIR_KEYS = ("images", "input_ids", "attention_mask", "category_labels", "subcategory_labels", "index",
              "product_ids")  # fmt: skip
-_STREAM_ITM, _STREAM_MASK, _STREAM_MLM = 1, 2, 3
+_STREAM_ITM, _STREAM_MASK, _STREAM_MLM, _STREAM_TEXT = 1, 2, 3, 4
 _REJECTION_TRIES = 32
 
 
@@ -146,6 +147,7 @@ class PairDataset(Dataset[dict[str, Any]]):
         resize: str = "pad",
         image_cache: ImageCache | None = None,
         tag_labels: np.ndarray | None = None,
+        sentence_drop: float = 0.0,
     ) -> None:
         if resize not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize!r}; choose one of {RESIZE_MODES}")
@@ -209,6 +211,10 @@ class PretrainDataset(Dataset[dict[str, Any]]):
         seed, epoch: with the catalogue index, they fix every random draw (see module docstring).
         image_cache: an :class:`~mvlt.data.image_cache.ImageCache` of this catalogue at this size
             (images read from it, not decoded; the same tensors), or None.
+        sentence_drop: each sentence of the fed text after the first is left out with this
+            probability (:func:`~mvlt.data.augment.drop_sentences`; 0: off). The draw is keyed by
+            the text, not the row, so rows that share a description still share it (ITC counts
+            them as positives by their tokens).
 
     Batch with :func:`collate_pretrain` (or ``dataset.collate``). MLM applies to whichever text is
     fed (own or negative), as in the released code.
@@ -235,6 +241,7 @@ class PretrainDataset(Dataset[dict[str, Any]]):
         epoch: int = 0,
         image_cache: ImageCache | None = None,
         tag_labels: np.ndarray | None = None,
+        sentence_drop: float = 0.0,
     ) -> None:
         if resize not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize!r}; choose one of {RESIZE_MODES}")
@@ -242,6 +249,8 @@ class PretrainDataset(Dataset[dict[str, Any]]):
             raise ValueError(f"unknown itm_negatives {itm_negatives!r}; choose one of {ITM_NEGATIVES}")
         if not 0.0 <= itm_negative_prob <= 1.0 or not 0.0 <= mlm_prob <= 1.0:
             raise ValueError("itm_negative_prob and mlm_prob must be in [0, 1]")
+        if not 0.0 <= sentence_drop < 1.0:
+            raise ValueError(f"sentence_drop must be in [0, 1), got {sentence_drop}")
         if mask_images:  # fail now, not in a worker: checks strategy, ratio and divisibility
             image_mask(image_size, image_size, strategy=mask_strategy, ratio=mask_ratio, unit=mask_unit,
                        generator=torch.Generator().manual_seed(0))  # fmt: skip
@@ -257,6 +266,9 @@ class PretrainDataset(Dataset[dict[str, Any]]):
         self.set_epoch(epoch)
         self.category_labels, self.subcategory_labels = encode_labels(catalogue, label_maps)
         self.tag_labels = tag_labels
+        self.sentence_drop = float(sentence_drop)
+        first: dict[str, int] = {}
+        self._text_keys = [first.setdefault(t, i) for i, t in enumerate(catalogue.texts)]
         self._special_ids = tuple(tokenizer.special_ids)
         if itm and len(catalogue) and (len(set(catalogue.product_ids)) < 2 or len(set(catalogue.texts)) < 2):
             raise ValueError(f"{catalogue.source}: ITM needs at least two products with different texts")
@@ -339,7 +351,11 @@ class PretrainDataset(Dataset[dict[str, Any]]):
             mask = torch.zeros(1, self.image_size, self.image_size, dtype=torch.bool)
             masked = image
 
-        ids = torch.tensor(self.tokenizer.encode(cat.texts[text_index]), dtype=torch.long)
+        text = cat.texts[text_index]
+        if self.sentence_drop:
+            g = sample_generator(self.seed, epoch, self._text_keys[text_index], _STREAM_TEXT)
+            text = drop_sentences(text, self.sentence_drop, g)
+        ids = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
         if self.mlm:
             g = sample_generator(self.seed, epoch, i, _STREAM_MLM)
             tok = self.tokenizer

@@ -43,7 +43,7 @@ NUMBER_RULES = {
     "mask_unit": "count", "mlm_prob": "fraction", "itm_negative_prob": "fraction", "vocab_size": "count",
     "max_text_len": "count", "threads": "count", "workers": "whole", "checkpoint_every": "count",
     "keep_checkpoints": "count", "log_every": "count", "batch_groups": "whole", "itc_memory": "whole",
-    "fit_heads_teacher": "fraction",
+    "fit_heads_teacher": "fraction", "sentence_drop": "fraction",
 }  # fmt: skip
 """What each numeric flag must be (:data:`mvlt.exits.RULES`): ``--lr nan`` is refused naming the flag."""
 
@@ -99,6 +99,7 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
         "one image-only tag head (and a text-only twin) per catalogue column, e.g. colour,pattern",
     ),
     ("--augment", "augment", str, "LIST", "geometric augmentation of the clean images: flip,crop"),
+    ("--sentence-drop", "sentence_drop", float, "P", "leave out each sentence after a text's first with P"),
     ("--loss-weights", "loss_weights", str, "K=W,...", "e.g. itc=1,itm=1,mlm=1,mir=1"),
     ("--mask-strategy", "mask_strategy", str, "S", "random_grid, grid, stroke or center"),
     ("--mask-ratio", "mask_ratio", float, "X", "fraction of the image masked for MIR"),
@@ -236,7 +237,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if "loss_weights" in overrides:
         items = overrides["loss_weights"].split(",")
         overrides["loss_weights"] = parse_key_values(items, "--loss-weights", float)
-    overrides.update(parse_key_values(args.sets, "--set", _yaml_value))
+    overrides.update(parse_key_values(args.sets, "--set", yaml_value))
     return overrides
 
 
@@ -255,7 +256,8 @@ def parse_key_values(items: list[str], flag: str, parse: Any) -> dict[str, Any]:
     return values
 
 
-def _yaml_value(text: str) -> Any:
+def yaml_value(text: str) -> Any:
+    """A ``--set`` value as YAML reads it (``0.1`` a float, ``true`` a bool, ``[a, b]`` a list)."""
     try:
         return yaml.safe_load(text) if text else None
     except yaml.YAMLError as err:

@@ -96,6 +96,11 @@ class TrainConfig:
     """Geometric augmentation of the clean images, drawn per step from the run's seed (``flip``,
     ``crop``: ``mvlt.data.augment``; ours, off by default as in the paper). Not with MIR, whose
     targets are the unaugmented pixels."""
+    sentence_drop: float = 0.0
+    """Text augmentation (ours, off by default): each sentence of a training text after the first
+    (the product name) is left out with this probability, drawn per epoch from the run's seed and
+    keyed by the text (``mvlt.data.augment.drop_sentences``). Shows the text pass the short texts
+    shoppers type. Must be in [0, 1)."""
 
     # ------------------------------------------------------------------------------- data
     data: str = "synthetic"
@@ -450,6 +455,8 @@ class TrainConfig:
                 raise bad(
                     "augment", "MIR reconstructs the unaugmented pixels: switch MIR off or leave augment out"
                 )
+        if not 0 <= self.sentence_drop < 1:
+            raise bad("sentence_drop", "must be in [0, 1) (at 1 only the first sentence would be left)")
         if self.itm_negatives is not None and self.itm_negatives not in ITM_NEGATIVES:
             raise bad("itm_negatives", f"choose one of {', '.join(ITM_NEGATIVES)}")
         if self.itm_negatives == "itc" and not weights["itc"]:

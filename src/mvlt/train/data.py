@@ -186,6 +186,7 @@ def build_dataset(
         seed=config.seed,
         image_cache=cache,
         tag_labels=tags,
+        sentence_drop=config.sentence_drop,
     )
 
 

@@ -588,7 +588,8 @@ class Trainer:
             + (f"; batches of {cfg.batch_groups}-item same-sub-category blocks" if cfg.batch_groups else ""),
             f"  recipe {cfg.recipe}: objectives {weights}; joint-pass inputs {self.input_schedule}; "
             f"ITM negatives {self.itm_negatives if self.weights['itm'] else '-'}; "
-            f"augmentation {','.join(cfg.augment) if cfg.augment else 'none'}",
+            f"augmentation {','.join(cfg.augment) if cfg.augment else 'none'}"
+            + (f"; later sentences dropped at p {cfg.sentence_drop:g}" if cfg.sentence_drop else ""),
             f"  device {rt.device}, precision {self.precision.name} ({self.precision.reason}), "
             f"{torch.get_num_threads()} thread(s)",
             *tag_lines(self.model.label_maps),
