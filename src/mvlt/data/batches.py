@@ -147,7 +147,6 @@ class PairDataset(Dataset[dict[str, Any]]):
         resize: str = "pad",
         image_cache: ImageCache | None = None,
         tag_labels: np.ndarray | None = None,
-        sentence_drop: float = 0.0,
     ) -> None:
         if resize not in RESIZE_MODES:
             raise ValueError(f"unknown resize mode {resize!r}; choose one of {RESIZE_MODES}")
