@@ -58,7 +58,13 @@ def test_objective_cost_times_a_step_with_only_the_named_objectives(monkeypatch:
     batches = [make_batch(4, 64, [10, 20], seed=0)]
     assert objective_cost.step_seconds({"itc": 1.0, "itm": 3.0}, batches, "fp32", steps=1) > 0
     assert objective_cost.step_seconds({"itc": 1.0}, batches, "fp32", steps=1, model_name="mvlt_micro") > 0
-    for bad in (["--model", "mvlt_huge"], ["--sets", "itc;itc + everything"]):
+    assert objective_cost.step_seconds({"itc": 1.0}, batches, "fp32", steps=1, text_groups=1) > 0
+    ragged = [make_batch(16, 64, [5, 40], seed=0)]
+    assert objective_cost.padded_tokens(ragged, 1) == ragged[0]["input_ids"].shape[1]
+    assert objective_cost.padded_tokens(ragged, 4) < objective_cost.padded_tokens(ragged, 1)
+    bad_args = (["--model", "mvlt_huge"], ["--sets", "itc;itc + everything"], ["--text-groups", "1,x"],
+                ["--text-groups", "0"])  # fmt: skip
+    for bad in bad_args:
         with pytest.raises(SystemExit) as exit_info:
             objective_cost.main(bad)
         assert exit_info.value.code == 2, bad

@@ -13,6 +13,9 @@ re-ranking), so the model must find the products from their images alone.
 
 ``--split val`` scores a validation slice's held-out products instead
 (``docs/results/tagging/make_val_slice.py``), for choosing between designs without reading test.
+``--hub-bank`` also scores each checkpoint with each photo's pull on a bank of queries taken out
+(the inverted softmax of ``rescoring.py``): the bank is the training split's own attribute queries,
+so no scored product is in it.
 """
 
 from __future__ import annotations
@@ -70,7 +73,11 @@ def split_rows(manifest: Path, catalogue) -> list[dict[str, str]]:
     return [by_id[p] for p in catalogue.product_ids]
 
 
-def mvlt_embeddings(checkpoint: Path, catalogue, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def mvlt_embeddings(
+    checkpoint: Path, catalogue, texts: list[str], bank: list[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The queries' and the photos' ITC embeddings and, with a ``bank`` of texts, each photo's
+    inverted-softmax pull on it (``rescoring.log_mass``, in cosine units)."""
     from mvlt.data import encode_texts, prepare_image
     from mvlt.model import MVLT
 
@@ -83,8 +90,23 @@ def mvlt_embeddings(checkpoint: Path, catalogue, texts: list[str]) -> tuple[torc
             pixels = torch.stack([prepare_image(catalogue.load_image(i), size) for i in rows])
             images.append(model.encode_images(pixels))
         batch = encode_texts(model.tokenizer, texts)
-        text = model.encode_texts(batch["input_ids"], batch["attention_mask"])
-    return text, torch.cat(images)
+        text, image = model.encode_texts(batch["input_ids"], batch["attention_mask"]), torch.cat(images)
+        if bank is None:
+            return text, image, None
+        from rescoring import log_mass
+
+        batch = encode_texts(model.tokenizer, bank)
+        bank_emb = model.encode_texts(batch["input_ids"], batch["attention_mask"]).double().numpy()
+        width = float(model.itc_head.clamped_temperature().detach())
+    return text, image, torch.from_numpy(width * log_mass(image.double().numpy(), bank_emb, 1.0 / width))
+
+
+def corrected(
+    text: torch.Tensor, image: torch.Tensor, pull: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings one wider whose dot product is ``cos(query, photo) - pull(photo)``."""
+    ones = torch.ones(len(text), 1, dtype=torch.double)
+    return torch.cat((text.double(), ones), 1), torch.cat((image.double(), -pull[:, None]), 1)
 
 
 def baseline_embeddings(
@@ -111,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--split", default="test", help="the split whose products are ranked (val for designs)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--hub-bank", action="store_true", help="also score with the hub correction (train queries)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from mvlt.data import open_catalogue
@@ -119,8 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     queries = attribute_queries(split_rows(Path(args.data), test))
     texts = list(queries)
     results = {}
+    bank = None
+    if args.hub_bank:
+        bank = sorted(
+            attribute_queries(split_rows(Path(args.data), open_catalogue(args.data, split="train")))
+        )
     for checkpoint in args.checkpoint:
-        results[str(checkpoint)] = evaluate(*mvlt_embeddings(checkpoint, test, texts), queries)
+        text, image, pull = mvlt_embeddings(checkpoint, test, texts, bank)
+        results[str(checkpoint)] = evaluate(text, image, queries)
+        if pull is not None:
+            name = f"{checkpoint} + hub correction ({len(bank or [])} train queries)"
+            results[name] = evaluate(*corrected(text, image, pull), queries)
     if args.baseline_dim:
         results[f"baseline_{args.baseline_dim}d"] = evaluate(
             *baseline_embeddings(args.data, args.baseline_dim, test, texts), queries

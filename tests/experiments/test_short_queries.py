@@ -46,3 +46,11 @@ def test_evaluate_averages_over_queries():
     result = short_queries.evaluate(text, image, {"a": {0}, "b": {3}})
     # "b" is relevant to item 3, which ties with items 0 and 2 behind item 1: rank 4
     assert result["queries"] == 2 and result["ndcg_at_10"] == pytest.approx((1 + 1 / np.log2(5)) / 2)
+
+
+def test_the_hub_correction_subtracts_each_photos_pull():
+    text, image = torch.eye(3)[:2], torch.eye(3)
+    pull = torch.tensor([0.5, 0.0, 2.0], dtype=torch.double)
+    q, p = short_queries.corrected(text, image, pull)
+    expected = text.double() @ image.double().t() - pull[None, :]
+    torch.testing.assert_close(q @ p.t(), expected)

@@ -23,6 +23,7 @@ from .config import LossWeights, MVLTConfig
 from .decoders import build_decoder
 from .encoder import EncoderOutput, Stage, TextEmbedding
 from .heads import ClsTokenHead, ContrastiveHead, EmbeddingPair, FusedMatchHead, MimicHead, MLMHead
+from .length_groups import length_groups
 from .objectives import (
     EmbeddingMemory,
     Gather,
@@ -37,6 +38,9 @@ from .objectives import (
 )
 
 IGNORE_INDEX = -100
+TEXT_GROUPS = 4
+"""Length groups a batch of texts runs in (``MVLT.set_text_groups``): 4 cut the text tokens of an
+H&M batch of 64 from 95 to 59 a row (``benchmarks/objective_cost.py --text-groups 1,4``)."""
 OFFICIAL_POS_IMAGE_SIZE = 224
 OFFICIAL_TEXT_POSITIONS = 512
 
@@ -128,6 +132,7 @@ class MVLT(nn.Module):
         self.label_maps: Any = None
         self.init_weights()
         self.set_grad_checkpointing(config.grad_checkpointing)
+        self.text_groups = TEXT_GROUPS
 
     # ----------------------------------------------------------------------------------- setup
     def init_weights(self) -> None:
@@ -147,6 +152,12 @@ class MVLT(nn.Module):
         for stage in self.stages:
             nn.init.trunc_normal_(stage.pos_embed, std=0.02)
             nn.init.trunc_normal_(stage.text_pos_embed, std=0.02)
+
+    def set_text_groups(self, groups: int) -> None:
+        """Run texts in up to ``groups`` groups of similar length (1: as padded; :mod:`.length_groups`)."""
+        if groups < 1:
+            raise ValueError(f"text groups must be >= 1, got {groups}")
+        self.text_groups = groups
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
         for stage in self.stages:
@@ -188,7 +199,40 @@ class MVLT(nn.Module):
         start: int = 0,
     ) -> EncoderOutput:
         """Stages ``start..`` (0-based) on the previous stage's outputs (or the embedded inputs):
-        ``visual`` ``B x C x H x W``, ``text`` ``B x L x C``. Lists hold the stages run."""
+        ``visual`` ``B x C x H x W``, ``text`` ``B x L x C``. Lists hold the stages run. Texts run
+        in groups of similar length (:mod:`.length_groups`): [PAD] positions past a group's longest
+        text then hold 0, where they held features that nothing reads (a [PAD] is a masked key)."""
+        groups = None
+        if text is not None and attention_mask is not None and self.config.mask_padding:
+            groups = length_groups(attention_mask, self.text_groups)
+        if groups is None:
+            return self._run_stages(visual, text, attention_mask, start)
+        parts = [
+            self._run_stages(
+                visual[rows] if visual is not None else None, text[rows, :width],
+                attention_mask[rows, :width], start,
+            )
+            for rows, width in groups
+        ]  # fmt: skip
+        inverse = torch.argsort(torch.cat([rows for rows, _ in groups]))
+        length = text.shape[1]
+        texts = [
+            torch.cat([F.pad(p.text[k], (0, 0, 0, length - p.text[k].shape[1])) for p in parts])[inverse]
+            for k in range(len(parts[0].text))
+        ]
+        visuals = None
+        if visual is not None:
+            visuals = [torch.cat([p.visual[k] for p in parts])[inverse] for k in range(len(parts[0].visual))]
+        return EncoderOutput(text=texts, visual=visuals, attention_mask=attention_mask)
+
+    def _run_stages(
+        self,
+        visual: torch.Tensor | None,
+        text: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        start: int,
+    ) -> EncoderOutput:
+        """:meth:`forward_stages` on the batch as given (no length groups)."""
         visual_feats: list[torch.Tensor] = []
         text_feats: list[torch.Tensor] = []
         for k in range(start, len(self.stages)):

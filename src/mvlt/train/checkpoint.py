@@ -117,9 +117,12 @@ def save_checkpoint(
     scaler: Any = None,
     keep: int = 3,
     memory: dict[str, torch.Tensor] | None = None,
+    average: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``step-<state['step']>`` atomically, then delete all but the newest ``keep``.
-    ``memory``: the ITC memory's state (``TrainConfig.itc_memory``), kept beside the optimizer's."""
+    ``memory``: the ITC memory's state (``TrainConfig.itc_memory``), ``average`` the weights' moving
+    average (``TrainConfig.ema_decay``), each kept beside the optimizer's. The step's own weights
+    are the raw ones training continues from."""
     path = step_dir(out, int(state["step"]))
     with atomic_directory(path) as tmp:
         model.save_pretrained(tmp)
@@ -128,6 +131,8 @@ def save_checkpoint(
             payload["scaler"] = scaler.state_dict()
         if memory is not None:
             payload["memory"] = memory
+        if average is not None:
+            payload["average"] = average
         torch.save(payload, tmp / OPTIMIZER_NAME)
         torch.save(rng, tmp / RNG_NAME)
         atomic_write_text(tmp / STATE_NAME, json.dumps(state, indent=2) + "\n")

@@ -43,7 +43,7 @@ NUMBER_RULES = {
     "mask_unit": "count", "mlm_prob": "fraction", "itm_negative_prob": "fraction", "vocab_size": "count",
     "max_text_len": "count", "threads": "count", "workers": "whole", "checkpoint_every": "count",
     "keep_checkpoints": "count", "log_every": "count", "batch_groups": "whole", "itc_memory": "whole",
-    "fit_heads_teacher": "fraction", "sentence_drop": "fraction",
+    "fit_heads_teacher": "fraction", "sentence_drop": "fraction", "ema_decay": "fraction",
 }  # fmt: skip
 """What each numeric flag must be (:data:`mvlt.exits.RULES`): ``--lr nan`` is refused naming the flag."""
 
@@ -80,6 +80,7 @@ FLAGS: tuple[tuple[str, str, Any, str, str], ...] = (
     ("--warmup-steps", "warmup_steps", int, "N", "linear warm-up steps"),
     ("--warmup-ratio", "warmup_ratio", float, "X", "warm-up as a fraction of the run"),
     ("--weight-decay", "weight_decay", float, "X", "AdamW weight decay (not on biases/norms/positions)"),
+    ("--ema-decay", "ema_decay", float, "D", "save a moving average of the weights, decay D (0: off)"),
     ("--clip-grad-norm", "clip_grad_norm", float, "X", "clip the gradient norm to this"),
     ("--precision", "precision", str, "P", f"one of {', '.join(PRECISIONS)} (default auto)"),
     ("--device", "device", str, "D", f"one of {', '.join(DEVICES)}"),

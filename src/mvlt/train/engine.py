@@ -39,6 +39,7 @@ from ..model.config import OBJECTIVES, LossWeights
 from ..model.objectives import EmbeddingMemory
 from ..runtime import Precision, resolve_precision
 from . import checkpoint as ckpt
+from .average import WeightAverage
 from .budget import CHECK_EVERY_STEPS, BudgetFit
 from .calibrate import training_workload
 from .config import TrainConfig
@@ -148,6 +149,7 @@ class Trainer:
             config, self.model, self.catalogue, runtime, self.weights, fresh=self.resumed is None
         )
         self.model.to(runtime.device)
+        self.average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else None
         self.net: torch.nn.Module = self.model
         if runtime.distributed:
             device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
@@ -221,7 +223,8 @@ class Trainer:
         assert self.resumed is not None
         state = self.resumed.state
         expected = {"global_batch": self.config.batch_size, "steps_per_epoch": self.steps_per_epoch}
-        restore(state, self.optimizer, self.scaler, self.runtime, self.config.seed, expected, self.memory)
+        restore(state, self.optimizer, self.scaler, self.runtime, self.config.seed, expected, self.memory,
+                self.average)  # fmt: skip
         self.step, self.last_checkpoint = state.step, state.path
         if self.budget is not None and "trained_s" in state.state:  # the length the run was fitted to
             self.budget.trained_before_s = float(state.state["trained_s"])
@@ -270,6 +273,8 @@ class Trainer:
                 self._save(losses, time.perf_counter() - started)
             if progress is not None:
                 progress.close()
+            if self.average is not None:  # what the output folder holds, and what the heads' fit reads
+                self.average.copy_to(self.model)
             if cfg.fit_heads and interrupted is None:
                 self._fit_heads()
             return self._finish(start_step, started, losses, interrupted)
@@ -377,6 +382,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLossError(self._non_finite_message(metrics))
         self._optimizer_step(metrics)
+        if self.average is not None:
+            self.average.update(self.model, self.step)
         metrics["lr"] = lr
         return metrics, bool(packed[len(names) + 1] > 0)
 
@@ -517,8 +524,10 @@ class Trainer:
                 self.scaler,
                 keep=self.config.keep_checkpoints,
                 memory=self.memory.state_dict() if self.memory is not None else None,
+                average=self.average.state_dict() if self.average is not None else None,
             )
-            self.model.save_pretrained(self.out)  # the output folder is always a loadable model
+            with self.average.applied(self.model) if self.average is not None else nullcontext():
+                self.model.save_pretrained(self.out)  # the output folder is always a loadable model
         self.last_checkpoint = ckpt.step_dir(self.out, self.step)
         barrier(self.runtime)
 
@@ -589,7 +598,8 @@ class Trainer:
             f"  recipe {cfg.recipe}: objectives {weights}; joint-pass inputs {self.input_schedule}; "
             f"ITM negatives {self.itm_negatives if self.weights['itm'] else '-'}; "
             f"augmentation {','.join(cfg.augment) if cfg.augment else 'none'}"
-            + (f"; later sentences dropped at p {cfg.sentence_drop:g}" if cfg.sentence_drop else ""),
+            + (f"; later sentences dropped at p {cfg.sentence_drop:g}" if cfg.sentence_drop else "")
+            + (f"; the saved weights are a moving average, decay {cfg.ema_decay:g}" if cfg.ema_decay else ""),
             f"  device {rt.device}, precision {self.precision.name} ({self.precision.reason}), "
             f"{torch.get_num_threads()} thread(s)",
             *tag_lines(self.model.label_maps),

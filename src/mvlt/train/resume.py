@@ -27,6 +27,7 @@ from ..model.io import LABELS_NAME, CheckpointError, load_state_checked, read_co
 from ..model.mvlt import MVLT
 from ..model.objectives import EmbeddingMemory
 from . import checkpoint as ckpt
+from .average import WeightAverage
 from .config import TrainConfig, load_config
 from .distributed import Runtime, barrier
 from .runlog import CONFIG_NAME, LOG_NAME, METRICS_NAME
@@ -151,10 +152,11 @@ def load_resumable(path: Path) -> ResumePoint:
 
 def restore(
     state: ckpt.TrainingState, optimizer: torch.optim.Optimizer, scaler: Any, runtime: Runtime, seed: int,
-    expected: dict[str, int], memory: EmbeddingMemory | None = None,
+    expected: dict[str, int], memory: EmbeddingMemory | None = None, average: WeightAverage | None = None,
 ) -> None:  # fmt: skip
-    """Put the optimizer, gradient scaler, RNG and ITC-memory states of ``state`` back; ``expected``
-    (the global batch and steps per epoch) must match, or the data position would mean another item."""
+    """Put the optimizer, gradient scaler, RNG, ITC-memory and weight-average states of ``state``
+    back; ``expected`` (the global batch and steps per epoch) must match, or the data position would
+    mean another item."""
     for key, value in expected.items():
         if int(state.state[key]) != int(value):
             raise UsageError(
@@ -168,6 +170,13 @@ def restore(
                 f"--resume: {state.path} was trained without an ITC memory; resume with the run's itc_memory"
             )
         memory.load_state_dict(state.optimizer["memory"])
+    if average is not None:
+        if "average" not in state.optimizer:
+            raise UsageError(
+                f"--resume: {state.path} was trained without a weight average; resume with the run's "
+                "ema_decay"
+            )
+        average.load_state_dict(state.optimizer["average"])
     if "scaler" in state.optimizer and scaler.is_enabled():
         scaler.load_state_dict(state.optimizer["scaler"])
     if len(state.rng) == runtime.world_size:
