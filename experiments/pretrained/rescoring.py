@@ -39,6 +39,7 @@ from mvlt.eval.retrieval import (
     shortlist,
 )
 from mvlt.eval.scoring import staged_pair_scorer
+from mvlt.fileio import atomic_write_text
 from mvlt.model import MVLT
 
 Scores = dict[str, np.ndarray]
@@ -213,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows_out,
     }
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
     return 0
 
 

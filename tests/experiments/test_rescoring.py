@@ -3,19 +3,13 @@ pull on a bank, as the mean of its nearest cosines and as a log-sum-exp."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location(
-    "rescoring", ROOT / "experiments" / "pretrained" / "rescoring.py"
-)
-rescoring = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(rescoring)
+from .scripts import load_script
+
+rescoring = load_script("pretrained/rescoring.py")
 
 
 def test_hubness_is_the_mean_of_the_k_nearest_bank_cosines():

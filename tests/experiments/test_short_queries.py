@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location(
-    "short_queries", ROOT / "experiments" / "pretrained" / "short_queries.py"
-)
-short_queries = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(short_queries)
+from .scripts import load_script
+
+short_queries = load_script("pretrained/short_queries.py")
 
 
 def test_queries_come_from_attributes_and_name_their_relevant_rows():

@@ -70,6 +70,19 @@ def synthetic_manifest(folder: Path, num_products: int = NUM_PRODUCTS) -> Path:
     return path
 
 
+def stopped_and_resumed(monkeypatch: Any, config: Any, stop_at: int) -> Path:
+    """Train ``config``, stopped by a SIGTERM during step ``stop_at``, then resumed to its end;
+    the output folder (for :func:`same_weights` against an uninterrupted run)."""
+    from mvlt.train import train
+
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, stop_at)
+        stopped = train(config)
+    assert stopped.interrupted and stopped.steps < config.steps
+    assert train(config, resume=True).steps == config.steps
+    return Path(config.out)
+
+
 def interrupt_at(monkeypatch: Any, step: int) -> None:
     """Send this process a real SIGTERM during training step ``step`` (one forward pass a step)."""
     import signal

@@ -15,7 +15,7 @@ from mvlt.train import ConfigError, train
 from mvlt.train.average import WeightAverage
 from mvlt.train.checkpoint import step_dir
 
-from .helpers import interrupt_at, same_weights, tiny_config
+from .helpers import same_weights, stopped_and_resumed, tiny_config
 
 
 def _layer(value: float) -> torch.nn.Linear:
@@ -86,12 +86,7 @@ def test_the_output_is_the_average_and_a_resumed_run_matches(
     for key in checked:
         assert torch.allclose(saved[key], d * before[key] + (1 - d) * raw[key], atol=1e-6), key
     assert any(not torch.equal(saved[k], raw[k]) for k in saved)
-    out = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        interrupt_at(patch, 5)
-        stopped = train(tiny_config(out, tokenizer_dir, **settings))
-    assert stopped.interrupted and stopped.steps < 8
-    assert train(tiny_config(out, tokenizer_dir, **settings), resume=True).steps == 8
+    out = stopped_and_resumed(monkeypatch, tiny_config(tmp_path / "run", tokenizer_dir, **settings), 5)
     assert same_weights(out, reference.out)
     with pytest.raises(UsageError, match="without a weight average"):
         train(tiny_config(tmp_path / "plain", tokenizer_dir, **{**settings, "steps": 10}), resume=True)

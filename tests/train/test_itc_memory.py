@@ -11,7 +11,7 @@ import pytest
 import mvlt
 from mvlt.train import ConfigError, train
 
-from .helpers import interrupt_at, same_weights, tiny_config
+from .helpers import same_weights, stopped_and_resumed, tiny_config
 
 
 @pytest.mark.slow
@@ -19,12 +19,7 @@ def test_a_run_with_a_memory_resumes_exactly(tmp_path: Path, tokenizer_dir: Path
     settings = {"steps": 8, "checkpoint_every": 2, "itc_memory": 24, "itc_memory_start": 0.25,
                 "objectives": ["itc", "itm"]}  # fmt: skip
     reference = train(tiny_config(tmp_path / "reference", tokenizer_dir, **settings))
-    out = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        interrupt_at(patch, 5)
-        stopped = train(tiny_config(out, tokenizer_dir, **settings))
-    assert stopped.interrupted and stopped.steps < 8
-    assert train(tiny_config(out, tokenizer_dir, **settings), resume=True).steps == 8
+    out = stopped_and_resumed(monkeypatch, tiny_config(tmp_path / "run", tokenizer_dir, **settings), 5)
     assert same_weights(out, reference.out)
     # The memory changes training, so a resume that lost it would not have matched.
     plain = train(tiny_config(tmp_path / "plain", tokenizer_dir, **{**settings, "itc_memory": 0}))
