@@ -173,6 +173,8 @@ def test_cli_errors_name_the_flag(hm_checkpoint: Path, hm_dir: Path, tmp_path: P
     assert "--task: unknown task 'ranking'" in capsys.readouterr().err
     assert run_cli([*base, "--split", "nosuch"]) == 1
     assert "no rows in split 'nosuch'" in capsys.readouterr().err
+    assert run_cli([*base, "--split", "test", "--hub-bank", "10", "--hub-split", "test"]) == 2
+    assert "--hub-split test: the bank must not hold the evaluated products" in capsys.readouterr().err
     assert (
         run_cli(["--checkpoint", str(tmp_path / "nope"), "--data", str(hm_dir), "--out", str(tmp_path)]) == 1
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..exits import ERRORS, count_arg, fail
+from ..exits import ERRORS, UsageError, count_arg, fail
 from ..masking import IMAGE_MASK_STRATEGIES
 from .context import PRECISIONS
 from .retrieval import TIE_RULES, TOPUP_RULES, RetrievalProtocol
@@ -58,6 +58,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     r.add_argument(
         "--rerank-top", type=count_arg, default=16, help="itc+itm: ITM re-ranks the ITC top K (default 16)"
+    )
+    r.add_argument(
+        "--mirror", action="store_true", help="ITC: embed each photo with its mirror image (two image passes)"
+    )
+    r.add_argument(
+        "--hub-bank", type=int, default=0, metavar="N",
+        help="ITC: subtract each candidate's pull on N rows of --hub-split (hubs corrected; 0: off)",
+    )  # fmt: skip
+    r.add_argument(
+        "--hub-split", default="train", help="the split the hub bank is drawn from (default train)"
     )
     r.add_argument(
         "--itm-score",
@@ -148,6 +158,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
             score=args.score,
             rerank_top=args.rerank_top,
             itm_score=args.itm_score,
+            mirror=args.mirror,
+            hub_bank=args.hub_bank,
             seed=args.seed,
             batch_size=args.batch_size,
             precision=args.precision,
@@ -174,9 +186,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
             tokenizer = Tokenizer.from_vocab(args.vocab, max_length=model.config.max_text_len)
         catalogue = open_split(args.data, args.split, skip_bad_rows=args.skip_bad_rows)
+        bank = None
+        if args.hub_bank:
+            if args.hub_split == catalogue.split or args.hub_split == "all":
+                raise UsageError(
+                    f"--hub-split {args.hub_split}: the bank must not hold the evaluated products "
+                    f"(split {catalogue.split!r}); draw it from the training split"
+                )
+            bank = open_split(args.data, args.hub_split, skip_bad_rows=args.skip_bad_rows)
         explicit = "all" not in [t.strip() for t in args.task.split(",")]
         metrics = evaluate(
-            model, catalogue, tasks, options, args.out, tokenizer=tokenizer, explicit_tasks=explicit
+            model,
+            catalogue,
+            tasks,
+            options,
+            args.out,
+            tokenizer=tokenizer,
+            explicit_tasks=explicit,
+            bank=bank,
         )
     except ERRORS as err:
         return fail("evaluate", err)

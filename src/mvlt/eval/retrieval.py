@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -432,6 +432,19 @@ def list_scores(c: CandidateList, direction: str, scores: dict[tuple[int, int], 
     return np.array([scores[k] for k in pair_keys(c, direction)], dtype=np.float64)
 
 
+def itc_list(
+    c: CandidateList, direction: str, itc: dict[tuple[int, int], float],
+    offsets: dict[str, dict[int, float]] | None = None,
+) -> np.ndarray:  # fmt: skip
+    """One query's ITC scores, less each candidate's hub offset when ``offsets`` has the direction
+    (:mod:`.hubs`: keyed by candidate image row for TIR, candidate text row for ITR)."""
+    scores = list_scores(c, direction, itc)
+    if offsets and direction in offsets:
+        side = 0 if direction == "tir" else 1
+        scores = scores - np.array([offsets[direction][k[side]] for k in pair_keys(c, direction)])
+    return scores
+
+
 def recall_metrics(ranks: Sequence[np.ndarray], direction: str, negatives: int) -> dict[str, float]:
     """R@1/5/10, SumR and mean rank, averaged over repeats (with ``_std`` when there are several),
     and each R@k's binomial standard error ``_se`` over all queries."""
@@ -495,6 +508,7 @@ def run_retrieval(
     rerank_top: int = 16,
     itc_scale: float = 1.0,
     pair_scorer: PairScorer | None = None,
+    hub_offsets: Callable[[CandidateSet], dict[str, dict[int, float]]] | None = None,
 ) -> RetrievalOutcome:
     """Sample (or resolve the given) candidate lists, score them, rank the positives, compute metrics.
 
@@ -504,7 +518,9 @@ def run_retrieval(
     metric names, and each also gets its names prefixed (``itc_tir_r1_1p100_subcat``, ...).
     ``itc_scale`` turns cosines into the ITC logits that ``itc+itm`` adds to the ITM scores.
     ``pair_scorer``, when given, scores the ITM pairs in place of ``scorer`` batch by batch (the
-    staged scorer of a late-fusion model: each item's unimodal pass once).
+    staged scorer of a late-fusion model: each item's unimodal pass once). ``hub_offsets`` maps
+    the lists to offsets subtracted from the ITC scores before the shortlist and the fusion
+    (:mod:`.hubs`).
     """
     if rerank_top < 1:
         raise ValueError(f"--rerank-top must be >= 1, got {rerank_top}")
@@ -534,7 +550,12 @@ def run_retrieval(
         start = time.perf_counter()
         itc = embedding_scores(pairs, embedder)
         timings["itc"] = time.perf_counter() - start
-    itm_pairs = pairs if "itm" in scorers else _shortlisted_pairs(cset, directions, itc, rerank_top)
+    offsets = None
+    if hub_offsets is not None and itc:
+        start = time.perf_counter()
+        offsets = hub_offsets(cset)
+        timings["hubs"] = time.perf_counter() - start
+    itm_pairs = pairs if "itm" in scorers else _shortlisted_pairs(cset, directions, itc, rerank_top, offsets)
     itm: dict[tuple[int, int], float] = {}
     if scorer is not None and any(s != "itc" for s in scorers):
         start = time.perf_counter()
@@ -549,7 +570,7 @@ def run_retrieval(
     scores_by: dict[str, dict[str, list[list[np.ndarray]]]] = {}
     for name in scorers:
         ranks_by[name], scores_by[name], values = _rank_lists(
-            cset, directions, name, itc, itm, rerank_top, protocol.ties, itc_scale
+            cset, directions, name, itc, itm, rerank_top, protocol.ties, itc_scale, offsets
         )
         metrics.update({f"{scorer_tag(name)}_{key}": v for key, v in values.items()})
         if name == scorers[0]:
@@ -575,17 +596,17 @@ def run_retrieval(
 
 
 def _shortlisted_pairs(
-    cset: CandidateSet, directions: Sequence[str], itc: dict[tuple[int, int], float], k: int
-) -> set[tuple[int, int]]:
+    cset: CandidateSet, directions: Sequence[str], itc: dict[tuple[int, int], float], k: int,
+    offsets: dict[str, dict[int, float]] | None = None,
+) -> set[tuple[int, int]]:  # fmt: skip
     """The pairs ITM must score to re-rank each list's ITC top ``k``."""
     needed: set[tuple[int, int]] = set()
     for queries in cset.repeats:
         for c in queries:
             for d in directions:
                 keys = pair_keys(c, d)
-                needed.update(
-                    keys[j] for j in shortlist(list_scores(c, d, itc), c.positive_index, k).tolist()
-                )
+                top = shortlist(itc_list(c, d, itc, offsets), c.positive_index, k)
+                needed.update(keys[j] for j in top.tolist())
     return needed
 
 
@@ -598,6 +619,7 @@ def _rank_lists(
     k: int,
     ties: str,
     itc_scale: float = 1.0,
+    offsets: dict[str, dict[int, float]] | None = None,
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[list[np.ndarray]]], dict[str, float]]:
     """One scorer's per-list scores, the positives' ranks and the recall metrics."""
     ranks: dict[str, list[np.ndarray]] = {}
@@ -612,13 +634,13 @@ def _rank_lists(
                 if scorer == "itm":
                     row_scores.append(list_scores(c, d, itm))
                 elif scorer == "itc":
-                    row_scores.append(list_scores(c, d, itc))
+                    row_scores.append(itc_list(c, d, itc, offsets))
                 else:
-                    first = list_scores(c, d, itc)
+                    first = itc_list(c, d, itc, offsets)
                     top = shortlist(first, c.positive_index, k)
                     keys = pair_keys(c, d)
                     second = np.zeros_like(first)
-                    second[top] = [itc_scale * itc[keys[j]] + itm[keys[j]] for j in top.tolist()]
+                    second[top] = [itc_scale * first[j] + itm[keys[j]] for j in top.tolist()]
                     row_scores.append(reranked_scores(first, second, top))
             lists.append(row_scores)
         per_query[d] = lists

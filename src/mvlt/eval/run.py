@@ -37,6 +37,11 @@ class EvalOptions:
     """``itc+itm``: how many of the ITC order's best candidates ITM re-ranks."""
     itm_score: str = "log_odds"
     """What the ITM scorer outputs: ``log_odds`` (fp32 head, no saturation) or ``probability``."""
+    mirror: bool = False
+    """ITC: embed each photo together with its mirror image (the normalised sum of the two)."""
+    hub_bank: int = 0
+    """ITC: subtract each candidate's pull on this many rows of a bank catalogue (``--hub-bank``,
+    the training split; :mod:`.hubs`) before the shortlist and the ITM fusion. 0: off."""
     seed: int = 0
     """Seeds the recognition and MIG image samples and the MIG masks (retrieval has its own)."""
     batch_size: int | None = None
@@ -86,6 +91,8 @@ class EvalOptions:
             raise UsageError(f"--itm-score must be one of {tuple(ITM_SCORE_WORDS)}, got {self.itm_score!r}")
         if self.rerank_top < 1:
             raise UsageError(f"--rerank-top must be >= 1, got {self.rerank_top}")
+        if self.hub_bank < 0:
+            raise UsageError(f"--hub-bank must be >= 0 (0: off), got {self.hub_bank}")
         if unknown or not self.mig_strategies:
             raise UsageError(f"--strategies: unknown {unknown}; choose from {IMAGE_MASK_STRATEGIES}")
 
@@ -105,3 +112,5 @@ class EvalRun:
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     scorers: tuple[str, ...] = ("itm",)
+    bank: Any = None
+    """The catalogue the hub correction's bank is drawn from (``EvalOptions.hub_bank``)."""

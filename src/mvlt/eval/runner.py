@@ -28,6 +28,7 @@ from ..runtime import Precision, resolve_device, resolve_precision
 from . import names
 from .context import EvalContext
 from .generation import run_generation
+from .hubs import candidate_offsets
 from .recognition import RecognitionOutcome, check_heads, run_recognition
 from .report import render_report
 from .retrieval import load_candidates, resolve_scorers, run_retrieval, save_candidates
@@ -85,11 +86,13 @@ def evaluate(
     *,
     tokenizer: Any = None,
     explicit_tasks: bool | None = None,
+    bank: Any = None,
 ) -> dict[str, Any]:
     """Run ``tasks`` on ``catalogue``; write the files into ``out_dir`` (when given); return the metrics.
 
     Tasks asked for by name must be possible (recognition needs heads and label maps); with
-    ``"all"`` a task the checkpoint cannot do is skipped and the reason recorded.
+    ``"all"`` a task the checkpoint cannot do is skipped and the reason recorded. ``bank``: the
+    catalogue (a training split) that ``options.hub_bank`` draws its rows from.
     """
     options = options or EvalOptions()
     asked = parse_tasks(tasks)
@@ -99,6 +102,11 @@ def evaluate(
     if tokenizer is None:
         raise ValueError("the checkpoint has no tokenizer (tokenizer_config.json); pass one (--vocab FILE)")
     scorers = resolve_scorers(options.score, getattr(model, "itc_head", None) is not None)
+    if options.hub_bank and (bank is None or "retrieval" not in asked or scorers == ("itm",)):
+        raise UsageError(
+            "--hub-bank corrects the ITC scores of retrieval: it needs the retrieval task, an ITC scorer "
+            "and a bank catalogue (mvlt evaluate opens --hub-split, default train)"
+        )
     device = resolve_device(options.device)
     image_size = options.image_size or model.config.image_size
     if image_size % model.config.stride:
@@ -118,7 +126,7 @@ def evaluate(
     ctx.precision = choice.name
     log.info("evaluating on %s in %s (%s)", device, choice.name, choice.reason)
     protocol = _protocol(model, catalogue, asked, options, device, choice, image_size, scorers)
-    run = EvalRun(model, catalogue, options, protocol, scorers=scorers)
+    run = EvalRun(model, catalogue, options, protocol, scorers=scorers, bank=bank)
     with torch.inference_mode():
         for task in asked:
             if task == "recognition" and not explicit_tasks:
@@ -146,10 +154,11 @@ class _Tasks:
         opts = run.options
         candidates = load_candidates(opts.candidates_file) if opts.candidates_file else None
         needs_itc = any(s != "itm" for s in run.scorers)
-        embedder = model_embedder(ctx.model, ctx, ctx.batch_size * 8, ctx.autocast) if needs_itc else None
+        chunk = ctx.batch_size * 8
+        embedder = model_embedder(ctx.model, ctx, chunk, ctx.autocast, opts.mirror) if needs_itc else None
+        hub_offsets = _hub_offsets(run, ctx, embedder) if opts.hub_bank and embedder is not None else None
         config = ctx.model.config
         staged = config.fusion_stage > 1 and config.mask_padding and opts.itm_score == "log_odds"
-        chunk = ctx.batch_size * 8
         pair_scorer = (
             staged_pair_scorer(ctx.model, ctx, ctx.autocast, chunk, opts.progress) if staged else None
         )
@@ -158,7 +167,7 @@ class _Tasks:
             candidates=candidates, batch_size=opts.batch_size, progress=opts.progress,
             scorers=run.scorers, embedder=embedder, rerank_top=opts.rerank_top,
             itc_scale=1.0 / float(ctx.model.itc_head.clamped_temperature()) if needs_itc else 1.0,
-            pair_scorer=pair_scorer,
+            pair_scorer=pair_scorer, hub_offsets=hub_offsets,
         )  # fmt: skip
         run.retrieval = out
         run.metrics.update(out.metrics)
@@ -199,6 +208,27 @@ class _Tasks:
         run.generation = out
         run.metrics.update(out.metrics)
         run.protocol["generation"]["images"] = len(rows)
+
+
+def _hub_offsets(run: EvalRun, ctx: EvalContext, embedder: Any) -> Any:
+    """The hub correction's offsets as a function of the candidate lists (:mod:`.hubs`): a bank
+    of ``hub_bank`` rows of ``run.bank``, drawn with the seed, embedded as the lists are."""
+    opts = run.options
+    cache = open_image_cache(run.bank, ctx.image_size, opts.resize, opts.image_cache, progress=opts.progress)
+    bank_ctx = EvalContext(
+        ctx.model, run.bank, ctx.tokenizer, ctx.device, ctx.precision, ctx.image_size, opts.resize,
+        ctx.batch_size, ctx.cache_bytes, opts.progress, cache,
+    )  # fmt: skip
+    bank = model_embedder(ctx.model, bank_ctx, ctx.batch_size * 8, ctx.autocast, opts.mirror)
+    rows = draw_rows(len(run.bank), opts.hub_bank, opts.seed, 4)
+    temperature = float(ctx.model.itc_head.clamped_temperature().detach())
+    run.protocol["retrieval"]["hub_bank"] = {
+        "rows": len(rows), "catalogue": str(getattr(run.bank, "source", "")),
+        "split": getattr(run.bank, "split", None), "temperature": temperature,
+        "rule": "ITC cosine minus tau * logsumexp_b(cos(candidate, b) / tau) over the bank's texts "
+        "(TIR) or photos (ITR)",
+    }  # fmt: skip
+    return lambda cset: candidate_offsets(cset, embedder, bank, rows, temperature)
 
 
 def _protocol(
@@ -244,6 +274,7 @@ def _protocol(
                 for s in scorers
             },
             "rerank_top": options.rerank_top if "itc+itm" in scorers else None,
+            "mirror": options.mirror,
             "metric_names": "headline keys are the first scorer's; every scorer's also carry its prefix "
             "(itc_, itm_, itc_itm_)",
         }

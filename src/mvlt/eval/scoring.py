@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 SCORES = ("log_odds", "probability")
@@ -156,18 +157,29 @@ def staged_pair_scorer(
 
 
 def model_embedder(
-    model: Any, inputs: ItemInputs, batch_size: int = 64, autocast: Callable[[], Any] | None = None
+    model: Any,
+    inputs: ItemInputs,
+    batch_size: int = 64,
+    autocast: Callable[[], Any] | None = None,
+    mirror: bool = False,
 ) -> Embedder:
     """``model.encode_images`` / ``encode_texts`` over ``inputs`` (an ``EvalContext``), in batches,
-    without autograd (a graph kept per batch would hold every batch's activations)."""
+    without autograd (a graph kept per batch would hold every batch's activations). ``mirror``:
+    each photo's embedding is the normalised sum of its own and its mirror image's (``--mirror``)."""
     context = autocast or contextlib.nullcontext
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        embedding = model.encode_images(pixels).float()
+        if mirror:
+            embedding = F.normalize(embedding + model.encode_images(pixels.flip(-1)).float(), dim=-1)
+        return embedding
 
     class _Embedder:
         def images(self, rows: Sequence[int]) -> torch.Tensor:
             out = []
             for start in range(0, len(rows), batch_size):
                 with torch.inference_mode(), context():
-                    out.append(model.encode_images(inputs.images(rows[start : start + batch_size])).float())
+                    out.append(encode(inputs.images(rows[start : start + batch_size])))
             return torch.cat(out).cpu()
 
         def texts(self, rows: Sequence[int]) -> torch.Tensor:
